@@ -14,7 +14,7 @@ Components may carry class labels, giving the exact p_t(y | x) and class-conditi
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ from .sde import SDE, ScoreFn
 
 __all__ = ["GaussianMixture"]
 
-ArrayLike = Union[Tensor, Sequence]
+ArrayLike = Tensor | Sequence
 
 
 class GaussianMixture:
@@ -40,8 +40,8 @@ class GaussianMixture:
         self,
         weights: ArrayLike,
         means: ArrayLike,
-        stds: Union[ArrayLike, float],
-        labels: Optional[ArrayLike] = None,
+        stds: ArrayLike | float,
+        labels: ArrayLike | None = None,
     ):
         means = torch.as_tensor(means)
         if not means.is_floating_point():
@@ -97,7 +97,7 @@ class GaussianMixture:
             raise ValueError("this mixture has no labels")
         return int(self.labels.max()) + 1
 
-    def to(self, dtype: Optional[torch.dtype] = None, device=None) -> "GaussianMixture":
+    def to(self, dtype: torch.dtype | None = None, device=None) -> GaussianMixture:
         """A copy with parameters in ``dtype`` / on ``device``."""
         gm = GaussianMixture.__new__(GaussianMixture)
         gm.event_shape = self.event_shape
@@ -121,9 +121,9 @@ class GaussianMixture:
     def sample(
         self,
         n: int,
-        generator: Optional[torch.Generator] = None,
+        generator: torch.Generator | None = None,
         return_labels: bool = False,
-    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Draw ``n`` samples [n, *dims] from p_0 (and their class labels if asked)."""
         dev = self.means.device
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
@@ -136,7 +136,7 @@ class GaussianMixture:
         return x
 
     # ------------------------------------------------------------------ exact densities
-    def _coeffs(self, x: Tensor, t: Optional[Tensor], sde: Optional[SDE]) -> Tuple[Tensor, Tensor]:
+    def _coeffs(self, x: Tensor, t: Tensor | None, sde: SDE | None) -> tuple[Tensor, Tensor]:
         B = x.shape[0]
         if sde is None:
             one = torch.ones(B, dtype=x.dtype, device=x.device)
@@ -148,7 +148,7 @@ class GaussianMixture:
             t = t.expand(B)
         return sde.marginal_coeffs(t)
 
-    def _component_terms(self, x: Tensor, t, sde) -> Tuple[Tensor, Tensor, Tensor]:
+    def _component_terms(self, x: Tensor, t, sde) -> tuple[Tensor, Tensor, Tensor]:
         """Per-component log-densities [B, K], centred x - m mu_k [B, K, D] and variances [B, K, D]."""
         xf = x.reshape(x.shape[0], -1)
         if xf.shape[1] != self.dim:
@@ -160,7 +160,7 @@ class GaussianMixture:
         logn = -0.5 * ((diff**2 / var) + torch.log(2 * math.pi * var)).sum(-1)
         return logn, diff, var
 
-    def component_log_joint_t(self, x: Tensor, t: Optional[Tensor] = None, sde: Optional[SDE] = None) -> Tensor:
+    def component_log_joint_t(self, x: Tensor, t: Tensor | None = None, sde: SDE | None = None) -> Tensor:
         """log w_k + log N_k(x; t), shape [B, K]."""
         logn, _, _ = self._component_terms(x, t, sde)
         return logn + torch.log(self.weights.to(logn))[None]
@@ -173,7 +173,7 @@ class GaussianMixture:
         """Exact log p_t(x) of the marginal at time t under ``sde``, shape [B]."""
         return torch.logsumexp(self.component_log_joint_t(x, t, sde), dim=1)
 
-    def score_t(self, x: Tensor, t: Tensor, sde: SDE, y: Optional[Tensor] = None) -> Tensor:
+    def score_t(self, x: Tensor, t: Tensor, sde: SDE, y: Tensor | None = None) -> Tensor:
         """Exact grad_x log p_t(x) (or of p_t(x | y) when class labels ``y`` [B] are given)."""
         logn, diff, var = self._component_terms(x, t, sde)
         logj = logn + torch.log(self.weights.to(logn))[None]
@@ -183,7 +183,7 @@ class GaussianMixture:
         score = -(resp[:, :, None] * diff / var).sum(1)
         return score.reshape(x.shape)
 
-    def score_fn(self, sde: SDE, y: Optional[Tensor] = None) -> ScoreFn:
+    def score_fn(self, sde: SDE, y: Tensor | None = None) -> ScoreFn:
         """``score_fn(x, t)`` returning the exact score of p_t under ``sde`` (of p_t(. | y) if ``y`` given)."""
 
         def score(x: Tensor, t: Tensor) -> Tensor:
@@ -204,7 +204,7 @@ class GaussianMixture:
             raise ValueError(f"labels y must lie in [0, {self.num_classes - 1}]")
         return self.labels[None, :] == y[:, None]
 
-    def class_log_prob_t(self, x: Tensor, t: Optional[Tensor] = None, sde: Optional[SDE] = None) -> Tensor:
+    def class_log_prob_t(self, x: Tensor, t: Tensor | None = None, sde: SDE | None = None) -> Tensor:
         """Exact log p_t(y | x) for every class, shape [B, C] (t, sde omitted: at t = 0)."""
         if self.labels is None:
             raise ValueError("class_log_prob_t needs a mixture with labels")
@@ -217,7 +217,7 @@ class GaussianMixture:
                 per_class[:, c] = torch.logsumexp(logj[:, sel], dim=1)
         return per_class - torch.logsumexp(logj, dim=1, keepdim=True)
 
-    def conditional(self, y: int) -> "GaussianMixture":
+    def conditional(self, y: int) -> GaussianMixture:
         """The class-conditional mixture p_0(x | y) (components of class y, renormalized)."""
         if self.labels is None:
             raise ValueError("conditional needs a mixture with labels")

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-TimeLike = Union[Tensor, float]
+TimeLike = Tensor | float
 
-__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "ReverseSDE", "ScoreFn", "batch_view"]
+__all__ = ["SDE", "VESDE", "VPSDE", "ReverseSDE", "ScoreFn", "SubVPSDE", "batch_view"]
 
 
 def batch_view(c: Tensor, x: Tensor) -> Tensor:
@@ -33,7 +33,7 @@ def batch_view(c: Tensor, x: Tensor) -> Tensor:
     return c.reshape(c.shape[0], *([1] * (x.dim() - 1)))
 
 
-def _as_time(t: TimeLike, like: Optional[Tensor] = None) -> Tensor:
+def _as_time(t: TimeLike, like: Tensor | None = None) -> Tensor:
     if isinstance(t, Tensor):
         return t
     if like is not None:
@@ -65,19 +65,19 @@ class SDE(abc.ABC):
         """g(t), shape of ``t``."""
 
     @abc.abstractmethod
-    def marginal_coeffs(self, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def marginal_coeffs(self, t: TimeLike) -> tuple[Tensor, Tensor]:
         """(m(t), std(t)) with ``x_t = m(t) x_0 + std(t) z``; both shaped like ``t``."""
 
     @abc.abstractmethod
     def prior_std(self) -> float:
         """Standard deviation of the isotropic Gaussian prior p_T."""
 
-    def sde(self, x: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def sde(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """(f(x, t), g(t)) as in the reference implementation."""
         t = _as_time(t, x)
         return self.drift(x, t), self.diffusion(t)
 
-    def marginal_prob(self, x0: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def marginal_prob(self, x0: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Mean ``m(t) x0`` ([B, *dims]) and std ``std(t)`` ([B]) of p_{0t}(x_t | x_0)."""
         t = _as_time(t, x0)
         m, std = self.marginal_coeffs(t)
@@ -96,9 +96,9 @@ class SDE(abc.ABC):
     def prior_sample(
         self,
         shape: Sequence[int],
-        generator: Optional[torch.Generator] = None,
-        dtype: Optional[torch.dtype] = None,
-        device: Optional[Union[str, torch.device]] = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
     ) -> Tensor:
         """Draw ``shape`` samples from the prior N(0, prior_std^2 I)."""
         if device is None and generator is not None:
@@ -122,7 +122,7 @@ class SDE(abc.ABC):
         """
         return (t * (self.N - 1) / self.T).round().long().clamp(0, self.N - 1)
 
-    def discretize(self, x: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def discretize(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Per-step (f_i, G_i) of ``x_{i+1} = x_i + f_i + G_i z_i``.
 
         The default is the Euler-Maruyama step with dt = T / N: f_i = f(x, t) dt, G_i = g(t) sqrt(dt).
@@ -131,7 +131,7 @@ class SDE(abc.ABC):
         dt = self.T / self.N
         return self.drift(x, t) * dt, self.diffusion(t) * math.sqrt(dt)
 
-    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (Anderson 1982) or probability-flow ODE driven by ``score_fn``."""
         return ReverseSDE(self, score_fn, probability_flow)
 
@@ -197,7 +197,7 @@ class VPSDE(_LinearBetaSDE):
     def diffusion(self, t: TimeLike) -> Tensor:
         return torch.sqrt(self.beta(_as_time(t)))
 
-    def marginal_coeffs(self, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def marginal_coeffs(self, t: TimeLike) -> tuple[Tensor, Tensor]:
         log_m = self.log_mean_coeff(_as_time(t))
         return torch.exp(log_m), torch.sqrt(-torch.expm1(2.0 * log_m))
 
@@ -210,7 +210,7 @@ class VPSDE(_LinearBetaSDE):
         log_m = -0.5 * torch.nn.functional.softplus(-2.0 * lmb)
         return self.t_from_log_mean_coeff(log_m)
 
-    def discretize(self, x: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def discretize(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """DDPM step: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z, so f_i = (sqrt(1-beta_i) - 1) x_i."""
         t = _as_time(t, x)
         idx = self.time_to_index(t)
@@ -232,7 +232,7 @@ class SubVPSDE(_LinearBetaSDE):
         discount = -torch.expm1(4.0 * self.log_mean_coeff(t))
         return torch.sqrt(self.beta(t) * discount)
 
-    def marginal_coeffs(self, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def marginal_coeffs(self, t: TimeLike) -> tuple[Tensor, Tensor]:
         log_m = self.log_mean_coeff(_as_time(t))
         return torch.exp(log_m), -torch.expm1(2.0 * log_m)
 
@@ -283,7 +283,7 @@ class VESDE(SDE):
     def diffusion(self, t: TimeLike) -> Tensor:
         return self.sigma(t) * math.sqrt(2.0 * self._log_ratio)
 
-    def marginal_coeffs(self, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def marginal_coeffs(self, t: TimeLike) -> tuple[Tensor, Tensor]:
         t = _as_time(t)
         std = self.sigma_min * torch.sqrt(torch.expm1(2.0 * t * self._log_ratio))
         return torch.ones_like(t), std
@@ -310,7 +310,7 @@ class VESDE(SDE):
     def sigmas(self) -> Tensor:
         return self.discrete_sigmas
 
-    def discretize(self, x: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def discretize(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """SMLD step: x_{i+1} = x_i + sqrt(sigma_{i+1}^2 - sigma_i^2) z (sigma_{-1} = 0), so f_i = 0."""
         t = _as_time(t, x)
         idx = self.time_to_index(t)
@@ -332,7 +332,7 @@ class ReverseSDE:
         self.T = sde.T
         self.N = sde.N
 
-    def drift(self, x: Tensor, t: TimeLike, score: Optional[Tensor] = None) -> Tensor:
+    def drift(self, x: Tensor, t: TimeLike, score: Tensor | None = None) -> Tensor:
         """f(x, t) - c g(t)^2 s(x, t), c = 1/2 for the probability flow and 1 otherwise."""
         t = _as_time(t, x)
         if score is None:
@@ -345,11 +345,11 @@ class ReverseSDE:
         g = self.forward_sde.diffusion(_as_time(t))
         return torch.zeros_like(g) if self.probability_flow else g
 
-    def sde(self, x: Tensor, t: TimeLike) -> Tuple[Tensor, Tensor]:
+    def sde(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         t = _as_time(t, x)
         return self.drift(x, t), self.diffusion(t)
 
-    def discretize(self, x: Tensor, t: TimeLike, score: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def discretize(self, x: Tensor, t: TimeLike, score: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Reverse of the forward chain: (f_i - c G_i^2 s, G_i or 0) (Song et al. 2021, eq. 46)."""
         t = _as_time(t, x)
         f, G = self.forward_sde.discretize(x, t)
