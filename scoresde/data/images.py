@@ -1,0 +1,295 @@
+"""Image data sets read by our own readers (no torchvision, no download).
+
+- ``digits``: scikit-learn's bundled 8x8 digits (values 0..16, 17 levels, 10 classes).
+- ``mnist`` / ``fashion_mnist``: IDX files (``train-images-idx3-ubyte[.gz]`` ...), gzip or raw.
+- ``cifar10``: the binary batches (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``),
+  each record 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32).
+- ``image_folder``: PNG/JPEG files under ``root`` (sub-folders are classes), resized to ``image_size``.
+
+Every data set stores integer pixels ``[N, C, H, W]`` and returns ``(x, y)`` with
+``x = v / (levels - 1)`` in [0, 1], mapped to [-1, 1] when ``data_range == (-1, 1)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "FASHION_MNIST_DEBIAN_ROOT",
+    "DataError",
+    "ImageDataset",
+    "load_cifar10_dataset",
+    "load_digits_dataset",
+    "load_idx_dataset",
+    "load_image_folder_dataset",
+    "read_cifar10_batch",
+    "read_idx",
+    "write_idx",
+]
+
+FASHION_MNIST_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class DataError(ValueError):
+    """Missing or corrupt data files; the message says which file and what to do."""
+
+
+# ---------------------------------------------------------------------------------- readers
+def _open_maybe_gz(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    try:
+        if head == b"\x1f\x8b":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DataError(f"corrupt file {path}: {e}") from e
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (LeCun's MNIST format), gzip-compressed or raw.
+
+    Header: two zero bytes, a type code (0x08 = uint8 ...), the number of dimensions, then one
+    big-endian int32 per dimension; the data follow in C order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing IDX file {path}")
+    buf = _open_maybe_gz(path)
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
+        raise DataError(f"corrupt IDX file {path}: bad magic number {buf[:4].hex() if buf else ''!r}")
+    ndim = buf[3]
+    if len(buf) < 4 + 4 * ndim:
+        raise DataError(f"corrupt IDX file {path}: truncated header")
+    dims = [int.from_bytes(buf[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(_IDX_DTYPES[buf[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    data = buf[4 + 4 * ndim:]
+    if len(data) != expected:
+        raise DataError(
+            f"corrupt IDX file {path}: header says shape {dims} ({expected} bytes), found {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(dims).copy()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write a uint8 array in IDX format (gzip when ``compress`` or the name ends in .gz)."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    if compress is None:
+        compress = path.suffix == ".gz"
+    if compress:
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+
+
+def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR-10 binary batch: images uint8 ``[N, 3, 32, 32]``, labels int64 ``[N]``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing CIFAR-10 batch {path}")
+    raw = np.fromfile(path, dtype=np.uint8)
+    rec = 1 + 3 * 32 * 32
+    if raw.size == 0 or raw.size % rec:
+        raise DataError(f"corrupt CIFAR-10 batch {path}: {raw.size} bytes is not a multiple of {rec}")
+    raw = raw.reshape(-1, rec)
+    labels = raw[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"corrupt CIFAR-10 batch {path}: label {int(labels.max())} > 9")
+    return raw[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
+
+
+# ---------------------------------------------------------------------------------- data set
+class ImageDataset(torch.utils.data.Dataset):
+    """Integer images ``[N, C, H, W]`` (values 0..levels-1) with labels, served in model range.
+
+    Items: ``(x [C, H, W] float32, y [] int64)``. ``random_flip`` mirrors horizontally at random
+    in :meth:`get_batch` when a generator is passed (training augmentation).
+    """
+
+    def __init__(self, images: np.ndarray | Tensor, labels: np.ndarray | Tensor | None, levels: int,
+                 data_range: Sequence[float] = (-1.0, 1.0), name: str = "images",
+                 num_classes: int | None = None, random_flip: bool = False):
+        data_range = tuple(float(v) for v in data_range)
+        if data_range not in ((-1.0, 1.0), (0.0, 1.0)):
+            raise ValueError(f"data_range must be [-1, 1] or [0, 1], got {list(data_range)}")
+        images = torch.as_tensor(np.asarray(images))
+        if images.dim() == 3:
+            images = images[:, None]
+        if images.dim() != 4:
+            raise ValueError(f"images must be [N, C, H, W] or [N, H, W], got shape {tuple(images.shape)}")
+        self.images = images
+        if labels is None:
+            labels = torch.zeros(images.shape[0], dtype=torch.long)
+        self.labels = torch.as_tensor(np.asarray(labels)).long()
+        self.levels = int(levels)
+        self.data_range = data_range
+        self.random_flip = bool(random_flip)
+        if num_classes is None:
+            num_classes = int(self.labels.max()) + 1 if len(self.labels) else 1
+        self.info = {
+            "name": name,
+            "kind": "image",
+            "shape": list(images.shape[1:]),
+            "levels": self.levels,
+            "data_range": list(data_range),
+            "num_classes": int(num_classes),
+        }
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to_model_range(self, v: Tensor) -> Tensor:
+        """Integer pixels -> float in ``data_range``: v / (levels - 1), then 2 u - 1 for [-1, 1]."""
+        u = v.float() / (self.levels - 1)
+        return u * 2.0 - 1.0 if self.data_range[0] < 0 else u
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.to_model_range(self.images[i]), self.labels[i]
+
+    def get_batch(self, idx: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Vectorised ``(x [B, C, H, W], y [B])``; random flips drawn from ``generator``."""
+        x = self.to_model_range(self.images[idx])
+        if self.random_flip and generator is not None:
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x, self.labels[idx]
+
+
+# ---------------------------------------------------------------------------------- loaders
+def _split_indices(n: int, split: str, n_test: int, seed: int = 0) -> np.ndarray:
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_test:] if split == "train" else perm[:n_test])
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+def load_digits_dataset(split: str = "train", data_range: Sequence[float] = (-1, 1),
+                        n_test: int = 297, **kw) -> ImageDataset:
+    """scikit-learn's 8x8 digits (1797 images, 17 grey levels); a fixed random ``n_test`` held out."""
+    _check_split(split)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = d.images.astype(np.uint8)  # 0..16
+    idx = _split_indices(len(images), split, n_test)
+    return ImageDataset(images[idx], d.target[idx], levels=17, data_range=data_range,
+                        name="digits", num_classes=10, **kw)
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _find(root: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        p = root / name
+        if p.is_file():
+            return p
+    return None
+
+
+def load_idx_dataset(root: str | os.PathLike, split: str = "train", name: str = "mnist",
+                     data_range: Sequence[float] = (-1, 1), **kw) -> ImageDataset:
+    """MNIST-format IDX data set from ``root`` (``train-images-idx3-ubyte[.gz]`` etc.)."""
+    _check_split(split)
+    root = Path(os.path.expanduser(str(root)))
+    img_stem, lab_stem = _IDX_FILES[split]
+    img, lab = _find(root, img_stem), _find(root, lab_stem)
+    if img is None or lab is None:
+        hint = ""
+        if name == "fashion_mnist":
+            hint = (f" On Debian/Ubuntu `apt-get install dataset-fashion-mnist` puts them in "
+                    f"{FASHION_MNIST_DEBIAN_ROOT}.")
+        raise DataError(
+            f"{name}: missing {img_stem}.gz / {lab_stem}.gz (gzip or raw) in data.root={root}. "
+            f"Put the four IDX files there or set data.root=/path/to/them.{hint}"
+        )
+    images, labels = read_idx(img), read_idx(lab)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{name}: {img} shape {images.shape} does not match {lab} shape {labels.shape}")
+    return ImageDataset(images, labels.astype(np.int64), levels=256, data_range=data_range, name=name,
+                        num_classes=10, **kw)
+
+
+def load_cifar10_dataset(root: str | os.PathLike, split: str = "train",
+                         data_range: Sequence[float] = (-1, 1), **kw) -> ImageDataset:
+    """CIFAR-10 from its binary batches in ``root`` (or ``root/cifar-10-batches-bin``)."""
+    _check_split(split)
+    root = Path(os.path.expanduser(str(root)))
+    if (root / "cifar-10-batches-bin").is_dir():
+        root = root / "cifar-10-batches-bin"
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise DataError(
+            f"cifar10: missing {', '.join(missing)} in data.root={root}. Extract the CIFAR-10 binary "
+            f"version (cifar-10-binary.tar.gz) there or set data.root=/path/to/cifar-10-batches-bin."
+        )
+    parts = [read_cifar10_batch(root / n) for n in names]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return ImageDataset(images, labels, levels=256, data_range=data_range, name="cifar10",
+                        num_classes=10, **kw)
+
+
+def load_image_folder_dataset(root: str | os.PathLike, split: str = "train", image_size: int = 32,
+                              channels: int = 3, data_range: Sequence[float] = (-1, 1),
+                              n_test: int = 0, **kw) -> ImageDataset:
+    """PNG/JPEG files under ``root`` (recursively; first-level sub-folders are classes).
+
+    Images are converted to ``channels`` (1: "L", 3: "RGB"), centre-cropped to a square and resized
+    to ``image_size``. A file Pillow cannot decode raises :class:`DataError` naming it.
+    """
+    _check_split(split)
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    root = Path(os.path.expanduser(str(root)))
+    if not root.is_dir():
+        raise DataError(f"image_folder: data.root={root} is not a directory; put PNG/JPEG files there")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"image_folder: no .png/.jpg/.jpeg files under data.root={root}")
+    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    cls_index = {c: i for i, c in enumerate(classes)}
+    if n_test:
+        files = [files[i] for i in _split_indices(len(files), split, int(n_test))]
+    elif split == "test":
+        raise DataError("image_folder: no test split; set data.n_test to hold out images")
+    arrays, labels = [], []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+                w, h = im.size
+                s = min(w, h)
+                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+                im = im.resize((image_size, image_size), Image.BICUBIC)
+                a = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"image_folder: corrupt image file {p}: {e}") from e
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        parts = p.relative_to(root).parts
+        labels.append(cls_index[parts[0]] if len(parts) > 1 else 0)
+    return ImageDataset(np.stack(arrays), np.array(labels), levels=256, data_range=data_range,
+                        name="image_folder", num_classes=max(len(classes), 1), **kw)

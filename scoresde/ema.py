@@ -1,0 +1,50 @@
+"""Exponential moving average of model weights (Polyak averaging), used for sampling and evaluation.
+
+After every optimizer step: ``theta_ema <- decay * theta_ema + (1 - decay) * theta``
+(Song et al. 2021 use decay 0.9999 for DDPM++ and 0.999 for NCSN++).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["EMA"]
+
+
+class EMA:
+    """Shadow copy of ``model``'s floating-point parameters and buffers, updated in place."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999):
+        if not 0.0 <= float(decay) < 1.0:
+            raise ValueError(f"ema decay must be in [0, 1), got {decay!r}")
+        self.decay = float(decay)
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def _params(self, model: nn.Module):
+        src = [p for p in model.parameters()]
+        dst = [p for p in self.model.parameters()]
+        return dst, src
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """theta_ema <- decay theta_ema + (1 - decay) theta; buffers are copied."""
+        dst, src = self._params(model)
+        torch._foreach_lerp_(dst, [s.detach() for s in src], 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into ``model``."""
+        model.load_state_dict(self.model.state_dict())
