@@ -83,8 +83,13 @@ def test_mlp_shapes_time_and_label_conditioning(time_embedding):
     torch.testing.assert_close(out, net(x, c, None))
     null = net.cond.label_embed.weight[4]
     assert not torch.allclose(net(x, c, y), out) and null.abs().sum() > 0
+    # the null label may also be given per sample (classifier-free label dropout)
+    y_null = torch.tensor([0, 4, 2, 4, 0])
+    torch.testing.assert_close(net(x, c, y_null)[1], out[1])
     with pytest.raises(ValueError, match="y"):
-        net(x, c, torch.tensor([0, 1, 2, 3, 4]))
+        net(x, c, torch.tensor([0, 1, 2, 3, 5]))
+    with pytest.raises(ValueError, match="y"):
+        net(x, c, torch.tensor([0, -1, 2, 3, 0]))
     with pytest.raises(ValueError, match="num_classes"):
         MLP(3)(x, c, y)
 

@@ -109,8 +109,12 @@ def check_labels(y: Tensor, num_classes: int | None, batch: int) -> Tensor:
         y = y.expand(batch)
     if y.shape[0] != batch:
         raise ValueError(f"y must have shape [B] = [{batch}], got {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"labels y must lie in [0, {num_classes - 1}] (num_classes={num_classes})")
+    # index num_classes is the null label (classifier-free guidance drops labels per sample)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > num_classes):
+        raise ValueError(
+            f"labels y must lie in [0, {num_classes - 1}], or be {num_classes} for the null label "
+            f"(num_classes={num_classes})"
+        )
     return y.long()
 
 
