@@ -1,0 +1,66 @@
+"""Samplers for score-based models: ``sample(sde, score_fn, shape, method=...)`` and friends."""
+
+from .api import (
+    CORRECTOR_NAMES,
+    METHOD_DEFAULTS,
+    METHODS,
+    PREDICTOR_NAMES,
+    encode,
+    sample,
+    sample_adaptive,
+    sample_ancestral,
+    sample_annealed_langevin,
+    sample_ddim,
+    sample_dpm_solver,
+    sample_euler_maruyama,
+    sample_heun,
+    sample_ode,
+    sample_pc,
+    sample_reverse_diffusion,
+    sample_sde,
+)
+from .context import SamplerContext, ScoreError
+from .correctors import AnnealedLangevinCorrector, LangevinCorrector, NoneCorrector
+from .grids import GRIDS, time_grid
+from .noise import KeyedNoise, draw_seeds
+from .predictors import (
+    AncestralPredictor,
+    EulerMaruyamaPredictor,
+    NonePredictor,
+    ReverseDiffusionPredictor,
+)
+from .result import SampleResult
+
+__all__ = [
+    "CORRECTOR_NAMES",
+    "GRIDS",
+    "METHODS",
+    "METHOD_DEFAULTS",
+    "PREDICTOR_NAMES",
+    "AncestralPredictor",
+    "AnnealedLangevinCorrector",
+    "EulerMaruyamaPredictor",
+    "KeyedNoise",
+    "LangevinCorrector",
+    "NoneCorrector",
+    "NonePredictor",
+    "ReverseDiffusionPredictor",
+    "SampleResult",
+    "SamplerContext",
+    "ScoreError",
+    "draw_seeds",
+    "encode",
+    "sample",
+    "sample_adaptive",
+    "sample_ancestral",
+    "sample_annealed_langevin",
+    "sample_ddim",
+    "sample_dpm_solver",
+    "sample_euler_maruyama",
+    "sample_heun",
+    "sample_ode",
+    "sample_pc",
+    "sample_reverse_diffusion",
+    "sample_sde",
+    "time_grid",
+]

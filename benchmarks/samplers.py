@@ -1,0 +1,255 @@
+"""Quality versus NFE of every sampler on Gaussian-mixture oracles (exact scores), plus the loop
+overhead of Euler-Maruyama / PC around an MLP score network.
+
+Problems: ``8gauss`` (8 Gaussians, std 0.25, on a circle of radius 2, 2-D) and ``mix16`` (a
+16-dim 5-component diagonal mixture); SDEs VP, sub-VP, VE; n = 4000 samples.
+A run is "indistinguishable from exact" when all three hold, against a reference exact set of
+the same size:
+  * sliced W2 (scoresde.metrics.sliced_wasserstein, fixed projections) <= floor,
+  * MMD^2 (scoresde.metrics.mmd2, RBF, bandwidth = median heuristic of the reference) <= floor,
+    where floor = mean + 2 sd over ``--floor-sets`` independent exact sets vs the reference;
+  * |mean log p0(samples) - mean log p0(exact)| <= 2 sd of the exact sets' mean log p0.
+
+    python benchmarks/samplers.py            # full run -> benchmarks/results/samplers.{csv,png}
+    python benchmarks/samplers.py --quick    # fewer settings, smaller n
+Runs with torch.set_num_threads(1); times are wall-clock medians within this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import time
+
+import torch
+
+from scoresde.metrics import mmd2, sliced_wasserstein
+from scoresde.oracle import GaussianMixture
+from scoresde.sampling import sample
+from scoresde.sde import VESDE, VPSDE, SubVPSDE
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def problems() -> dict:
+    ang = torch.arange(8, dtype=torch.float64) * 2 * math.pi / 8
+    ring = GaussianMixture(torch.ones(8), torch.stack([2 * ang.cos(), 2 * ang.sin()], 1), 0.25)
+    g = torch.Generator().manual_seed(16)
+    means = 2.0 * torch.randn(5, 16, generator=g, dtype=torch.float64)
+    stds = 0.15 + 0.45 * torch.rand(5, 16, generator=g, dtype=torch.float64)
+    weights = torch.tensor([0.3, 0.25, 0.2, 0.15, 0.1])
+    mix = GaussianMixture(weights, means, stds)
+    return {"8gauss": ring.to(torch.float32), "mix16": mix.to(torch.float32)}
+
+
+def sampler_settings(quick: bool) -> list:
+    """(label, method, steps, options) tuples."""
+    if quick:
+        return [
+            ("euler_maruyama", "euler_maruyama", 100, {}),
+            ("ode_dopri5", "ode", None, {"rtol": 1e-3, "atol": 1e-3}),
+            ("ddim", "ddim", 20, {}),
+            ("heun", "heun", 7, {}),
+            ("dpm_solver3", "dpm_solver", 9, {"order": 3}),
+            ("dpm_solver3", "dpm_solver", 14, {"order": 3}),
+            ("adaptive", "adaptive", None, {"rtol": 0.05}),
+        ]
+    s = []
+    for steps in (25, 50, 100, 200, 500):
+        s += [("euler_maruyama", "euler_maruyama", steps, {}), ("reverse_diffusion", "reverse_diffusion", steps, {}),
+              ("ancestral", "ancestral", steps, {})]
+    for steps in (50, 100, 200):
+        s += [("pc_langevin_batch", "pc", steps, {"langevin_norm": "batch"}),
+              ("pc_langevin_per_sample", "pc", steps, {"langevin_norm": "per_sample"})]
+    for steps in (100, 300):
+        s += [("annealed_langevin", "annealed_langevin", steps, {"corrector_steps": 3, "snr": 0.16})]
+    for tol in (1e-2, 1e-3, 1e-5):
+        s += [("ode_dopri5", "ode", None, {"rtol": tol, "atol": tol})]
+    for steps in (3, 5, 10):
+        s += [("ode_rk4_uniform", "ode", steps, {"solver": "rk4"})]
+    for steps in (50, 100, 200):
+        s += [("sde_torchsde_euler", "sde", steps, {})]
+    for steps in (10, 20, 50, 100):
+        s += [("ddim", "ddim", steps, {})]
+    for steps in (4, 6, 9, 12, 18):
+        s += [("heun", "heun", steps, {})]
+    for steps in (5, 7, 9, 11, 14, 19):
+        s += [("dpm_solver2", "dpm_solver", steps, {"order": 2}), ("dpm_solver3", "dpm_solver", steps, {"order": 3})]
+    for tol in (0.1, 0.05, 0.02):
+        s += [("adaptive", "adaptive", None, {"rtol": tol})]
+    return s
+
+
+class Judge:
+    """Exact-vs-exact noise floors and the three measures for one (problem, n)."""
+
+    def __init__(self, gm: GaussianMixture, n: int, floor_sets: int):
+        self.gm, self.n = gm, n
+        self.ref = gm.sample(n, torch.Generator().manual_seed(12345))
+        self.bw = float(torch.pdist(self.ref[:1000].double()).median())
+        exact = [gm.sample(n, torch.Generator().manual_seed(1000 + k)) for k in range(floor_sets)]
+        sw = [self.sw(x) for x in exact]
+        mm = [self.mmd(x) for x in exact]
+        lp = [float(gm.log_prob(x).mean()) for x in exact]
+        self.sw_floor = statistics.mean(sw) + 2 * statistics.stdev(sw)
+        self.mmd_floor = statistics.mean(mm) + 2 * statistics.stdev(mm)
+        self.lp_mean, self.lp_tol = statistics.mean(lp), 2 * statistics.stdev(lp)
+
+    def sw(self, x):
+        return sliced_wasserstein(x, self.ref, n_projections=256, generator=torch.Generator().manual_seed(7))
+
+    def mmd(self, x):
+        return mmd2(x, self.ref, bandwidth=self.bw)
+
+    def measure(self, x) -> dict:
+        if not bool(torch.isfinite(x).all()):
+            return {"sw": math.inf, "mmd": math.inf, "logp": -math.inf, "passed": False, "nan": True}
+        sw, mm, lp = self.sw(x), self.mmd(x), float(self.gm.log_prob(x).mean())
+        ok = sw <= self.sw_floor and mm <= self.mmd_floor and abs(lp - self.lp_mean) <= self.lp_tol
+        return {"sw": sw, "mmd": mm, "logp": lp, "passed": ok, "nan": False}
+
+
+def quality(quick: bool, n: int, floor_sets: int) -> list:
+    sdes = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
+    rows = []
+    for pname, gm in problems().items():
+        judge = Judge(gm, n, floor_sets)
+        print(f"\n[{pname}] floors: sliced W2 <= {judge.sw_floor:.4f}, MMD^2 <= {judge.mmd_floor:.2e}, "
+              f"mean log p0 = {judge.lp_mean:.4f} +- {judge.lp_tol:.4f}")
+        for sname, sde in sdes.items():
+            for label, method, steps, opts in sampler_settings(quick):
+                t0 = time.perf_counter()
+                res = sample(sde, gm.score_fn(sde), (n, gm.dim), method=method, steps=steps,
+                             generator=torch.Generator().manual_seed(0), **opts)
+                wall = time.perf_counter() - t0
+                m = judge.measure(res.x)
+                row = {"problem": pname, "sde": sname, "sampler": label, "method": method, "steps": steps,
+                       "options": ";".join(f"{k}={v}" for k, v in opts.items()), "nfe": res.nfe,
+                       "wall_s": round(wall, 3), "sliced_w2": m["sw"], "mmd2": m["mmd"], "mean_logp0": m["logp"],
+                       "sw_floor": judge.sw_floor, "mmd_floor": judge.mmd_floor, "logp_exact": judge.lp_mean,
+                       "logp_tol": judge.lp_tol, "passed": m["passed"], "nan": m["nan"]}
+                rows.append(row)
+                print(f"{pname:7s} {sname:5s} {label:24s} steps={steps!s:5s} nfe={res.nfe:5d} "
+                      f"sw={m['sw']:.4f} mmd={m['mmd']:.2e} logp={m['logp']:.4f} "
+                      f"{'PASS' if m['passed'] else '    '} {wall:.2f}s", flush=True)
+    return rows
+
+
+def overhead(quick: bool, repeats: int = 3) -> list:
+    """Sampler wall time vs the same number of bare network calls (MLP width 256, D = 64, B = 4096)."""
+    from scoresde.nets import MLP
+
+    net = MLP(64, hidden=256).eval()
+    B, D = (1024 if quick else 4096), 64
+    sde = VPSDE()
+
+    def score_fn(x, t):
+        return net(x, t)
+
+    steps = 5 if quick else 10
+    rows = []
+    x = torch.randn(B, D)
+    t = torch.rand(B)
+    for label, method, opts, gen in [
+        ("euler_maruyama", "euler_maruyama", {}, None),
+        ("euler_maruyama+generator", "euler_maruyama", {}, 0),
+        ("pc", "pc", {}, None),
+        ("pc+generator", "pc", {}, 0),
+    ]:
+        ratios = []
+        for _ in range(repeats):
+            g = None if gen is None else torch.Generator().manual_seed(gen)
+            t0 = time.perf_counter()
+            res = sample(sde, score_fn, (B, D), method=method, steps=steps, generator=g, denoise=False, **opts)
+            ts = time.perf_counter() - t0
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                for _ in range(res.nfe):
+                    net(x, t)
+                tn = time.perf_counter() - t0
+            ratios.append((ts - tn) / ts)
+        frac = statistics.median(ratios)
+        rows.append({"sampler": label, "batch": B, "dim": D, "nfe": res.nfe, "outside_network_fraction": frac})
+        print(f"overhead {label:26s} B={B} nfe={res.nfe}: {100 * frac:5.1f}% of wall time outside the network "
+              f"(median of {repeats})", flush=True)
+    return rows
+
+
+def write_csv(path: str, rows: list) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def plot(path: str, rows: list) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probs = sorted({r["problem"] for r in rows})
+    sdes = ["vp", "subvp", "ve"]
+    fig, axes = plt.subplots(len(probs), len(sdes), figsize=(5 * len(sdes), 4 * len(probs)), squeeze=False)
+    for i, p in enumerate(probs):
+        for j, s in enumerate(sdes):
+            ax = axes[i][j]
+            sub = [r for r in rows if r["problem"] == p and r["sde"] == s]
+            for label in sorted({r["sampler"] for r in sub}):
+                pts = sorted((r["nfe"], r["sliced_w2"]) for r in sub if r["sampler"] == label and not r["nan"])
+                if pts:
+                    ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", label=label, ms=3)
+            if sub:
+                ax.axhline(sub[0]["sw_floor"], color="k", ls="--", lw=1, label="exact floor")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{p} / {s}")
+            ax.set_xlabel("NFE")
+            ax.set_ylabel("sliced W2 to exact")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def summary(rows: list) -> None:
+    print("\nBest (fewest NFE) passing setting per problem / SDE:")
+    for p in sorted({r["problem"] for r in rows}):
+        for s in ("vp", "subvp", "ve"):
+            ok = [r for r in rows if r["problem"] == p and r["sde"] == s and r["passed"]]
+            if ok:
+                b = min(ok, key=lambda r: r["nfe"])
+                print(f"  {p:7s} {s:5s}: {b['sampler']} steps={b['steps']} NFE={b['nfe']}")
+            else:
+                print(f"  {p:7s} {s:5s}: none passed")
+    nan = [r for r in rows if r["nan"]]
+    print(f"runs with non-finite samples: {len(nan)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few settings, n = 1000 (smoke run)")
+    ap.add_argument("--n", type=int, default=None, help="samples per run (default 4000; 1000 with --quick)")
+    ap.add_argument("--floor-sets", type=int, default=8, help="exact sets for the noise floors")
+    ap.add_argument("--no-overhead", action="store_true", help="skip the network-overhead measurement")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print("torch.set_num_threads(1)")
+    n = args.n or (1000 if args.quick else 4000)
+    rows = quality(args.quick, n, args.floor_sets)
+    summary(rows)
+    suffix = "_quick" if args.quick else ""
+    write_csv(os.path.join(RESULTS, f"samplers{suffix}.csv"), rows)
+    plot(os.path.join(RESULTS, f"samplers{suffix}.png"), rows)
+    if not args.no_overhead:
+        write_csv(os.path.join(RESULTS, f"samplers_overhead{suffix}.csv"), overhead(args.quick))
+
+
+if __name__ == "__main__":
+    main()
