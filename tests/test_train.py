@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,14 @@ def test_wandb_offline_run_holds_logged_keys(tmp_path, monkeypatch):
     train(cfg, tmp_path, name="tiny", group="g1")
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "WANDB_MODE=offline must win over logger.mode=disabled"
-    recs = _wandb_records(next(runs[0].glob("*.wandb")))
-    keys = {item.key or "/".join(item.nested_key) for r in recs if r.HasField("history") for item in r.history.item}
+    # wandb's service process may still be flushing the log under load: poll it briefly
+    for _ in range(40):
+        recs = _wandb_records(next(runs[0].glob("*.wandb")))
+        keys = {item.key or "/".join(item.nested_key)
+                for r in recs if r.HasField("history") for item in r.history.item}
+        if "final/nll_nats_per_dim" in keys:
+            break
+        time.sleep(0.5)
     for k in ("train/loss", "train/lr", "train/grad_norm", "eval/ema_loss", "samples/images/_type", "samples/nfe",
               "likelihood/nll_nats_per_dim", "final/nll_nats_per_dim"):
         assert k in keys, (k, sorted(keys))
