@@ -14,7 +14,7 @@ from scoresde.likelihood import bits_per_dim
 from scoresde.likelihood.__main__ import LikelihoodCLIError, _batch_seed, evaluate
 from scoresde.runs import build_dataset, build_score_model, load_run
 
-FAST = ["rtol=1e-3", "atol=1e-3", "eps=1e-3", "num_threads=1", "progress=false"]
+FAST = ["rtol=1e-3", "atol=1e-3", "eps=1e-3", "threads=1", "progress=false"]
 
 
 def _make_run(root: Path, data: str) -> Path:

@@ -177,8 +177,8 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
     from scoresde.runs import build_dataset, load_run
 
     _check_options(cfg)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     device = torch.device(cfg.device)
     dtype = _DTYPES[cfg.dtype]
     try:
