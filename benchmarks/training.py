@@ -58,7 +58,7 @@ def _one(label: str, device: str, steps: int, blocks: int, threads: int) -> dict
     dev = tr.device
     # bare: a copy of the same model, a fixed batch
     bare_model = copy.deepcopy(tr.model)
-    bare_opt = torch.optim.Adam(bare_model.parameters(), lr=float(cfg.training.lr))
+    bare_opt = torch.optim.Adam(bare_model.parameters(), **tr.optimizer.defaults)  # same Adam (fused)
     x, _ = tr.train_ds.get_batch(torch.arange(cfg.training.batch_size))
     x = x.to(dev)
     if tr.channels_last:

