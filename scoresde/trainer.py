@@ -257,6 +257,7 @@ class Trainer:
         )
         self._params = list(self.model.parameters())
         self._batch_takes_gen: bool | None = None
+        self._every: dict[str, int] | None = None
         clip = float(self.t.get("grad_clip", 0) or 0)
         self._grad_clip = clip if clip > 0 else float("inf")
         self._lr_base, self._warmup = float(self.t.lr), int(self.t.get("warmup", 0))
@@ -587,21 +588,30 @@ class Trainer:
         return out
 
     def periodic(self) -> None:
-        s, t = self.step, self.t
-        due = lambda k: bool(t.get(k)) and s % int(t.get(k)) == 0
-        if due("log_every"):
+        s = self.step
+        if self._every is None:  # plain ints, read once (OmegaConf lookups cost ~10 us each)
+            t = self.t
+            self._every = {k: int(t.get(k) or 0) for k in (
+                "log_every", "checkpoint_every", "snapshot_every", "eval_every", "sample_every",
+                "likelihood_every")}
+        due = {k: v > 0 and s % v == 0 for k, v in self._every.items()}
+        if not any(due.values()):
+            return
+        t = self.t
+        if due["log_every"]:
             m = self.flush()
             if m is not None and self.pbar is not None:
                 self.pbar.set_postfix(loss=f"{m['loss']:.4g}", lr=f"{m['lr']:.2g}", refresh=False)
-        if due("checkpoint_every") or due("snapshot_every"):
-            self.save(snapshot=due("snapshot_every"))
-        if self.is_main and s < int(t.steps):  # the end of the run does its own evaluation
+        if due["checkpoint_every"] or due["snapshot_every"]:
+            self.save(snapshot=due["snapshot_every"])
+        evals = due["eval_every"] or due["sample_every"] or due["likelihood_every"]
+        if evals and self.is_main and s < int(t.steps):  # the end of the run does its own evaluation
             with _fork_rng(self.device):
-                if due("eval_every"):
+                if due["eval_every"]:
                     self.ema_loss(int(t.get("eval_n", 256)))
-                if due("sample_every"):
+                if due["sample_every"]:
                     self.sample(int(t.get("sample_n", 64)), f"step_{s:06d}")
-                if due("likelihood_every"):
+                if due["likelihood_every"]:
                     self.likelihood(int(t.get("likelihood_n", 64)))
 
     def run(self) -> TrainResult:
