@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from scoresde.atomic import save_torch_atomic
 
 __all__ = ["FORMAT", "CheckpointError", "find_checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -38,17 +39,7 @@ def save_checkpoint(path: PathLike, state: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = dict(state)
     state.setdefault("format", FORMAT)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_torch_atomic(path, state)
     return path
 
 

@@ -14,9 +14,7 @@ Loss (Song et al. 2021, appendix I.1; Dhariwal & Nichol 2021):
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .atomic import write_json_atomic
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .nets.classifier import NoisyClassifier
 from .sde import SDE, batch_view
@@ -212,9 +211,7 @@ def _evaluate(clf, sde, test_set, device, times, n) -> dict[str, float]:
 
 
 def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, obj)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[NoisyClassifier, dict[str, Any]]:

@@ -16,9 +16,7 @@ is :func:`run_evaluation` (no Hydra); :func:`main` is the CLI.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scoresde import atomic
 from scoresde import metrics as M
 
 __all__ = [
@@ -49,12 +48,7 @@ METRICS = (*VECTOR_METRICS, *IMAGE_METRICS, "fidelity")
 # ---------------------------------------------------------------------------- helpers
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """``json.dump`` to a temp file in the same directory, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json_atomic(path, obj, default=_json_default)
 
 
 def _json_default(o: Any) -> Any:

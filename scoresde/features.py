@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from scoresde.atomic import save_torch_atomic, write_json_atomic
 from scoresde.metrics import flatten_features
 
 __all__ = [
@@ -244,13 +245,8 @@ def feature_net_path(dataset: str, cache_dir: str | Path | None = None) -> Path:
 
 def save_feature_net(path: str | Path, net: FeatureNet, info: dict) -> Path:
     """Write ``{"format", "state_dict", "info"}`` atomically (tmp + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": _FORMAT, "state_dict": net.state_dict(), "info": dict(info)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch_atomic(path, state)
 
 
 def _load_file(path: Path, device: str) -> tuple[FeatureNet, dict]:
@@ -438,7 +434,6 @@ def inception_metrics(
 # ---------------------------------------------------------------------------- CLI
 def _cli() -> None:
     """``python -m scoresde.features dataset=digits|fashion [force=true] [epochs=N] ...``"""
-    import json
 
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -463,10 +458,7 @@ def _cli() -> None:
             print(f"trained feature net {path}: test accuracy {info['test_accuracy']:.4f} "
                   f"in {info['train_seconds']:.1f} s")
         out = Path(HydraConfig.get().runtime.output_dir) / "features.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"path": str(path), **info}, indent=2))
-        os.replace(tmp, out)
+        write_json_atomic(out, {"path": str(path), **info})
         return info
 
     main()

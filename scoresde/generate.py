@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from .atomic import atomic_write
 from .controllable import (
     MASK_NAMES,
     check_t0,
@@ -272,17 +272,6 @@ def _check_int(name: str, v: Any) -> int:
     return v
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
 
 def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
     """Run the generation described by ``cfg`` (conf/generate.yaml) and write its files into ``out_dir``.
@@ -320,7 +309,7 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
     wall = time.perf_counter() - start
 
     arrays = {"samples": to_data_range(x, info), "samples_model": x.numpy(), **extra}
-    npz = _atomic(out_dir / "samples.npz", lambda p: _savez(p, arrays))
+    npz = atomic_write(out_dir / "samples.npz", lambda p: _savez(p, arrays))
     png = out_dir / "samples.png"
     ref = None
     if info.get("kind") != "image" and x.dim() == 2:
@@ -329,9 +318,9 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
         from .plotting import save_image_grid, save_samples
 
         if info.get("kind") == "image":
-            _atomic(png, lambda p: save_image_grid(x, p, _range(info), nrow=cfg.get("nrow")))
+            atomic_write(png, lambda p: save_image_grid(x, p, _range(info), nrow=cfg.get("nrow")))
         else:
-            _atomic(png, lambda p: save_samples(x, p, "vector", reference=ref, title=cfg.task.name))
+            atomic_write(png, lambda p: save_samples(x, p, "vector", reference=ref, title=cfg.task.name))
     settings = {
         "config": OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg),
         "checkpoint": str(run.checkpoint),
@@ -345,7 +334,7 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
         "samples": str(npz),
         "grid": str(png) if png.exists() else None,
     }
-    _atomic(out_dir / "settings.json", lambda p: p.write_text(json.dumps(settings, indent=2, default=str)))
+    atomic_write(out_dir / "settings.json", lambda p: p.write_text(json.dumps(settings, indent=2, default=str)))
     return settings
 
 

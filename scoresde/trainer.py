@@ -37,6 +37,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from scoresde.atomic import write_json_atomic, write_text_atomic
 from scoresde.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from scoresde.ema import EMA
 from scoresde.runs import build_dataset, build_score_model, build_sde
@@ -163,9 +164,7 @@ class _JsonlWriter:
         if keep_upto is not None and path.exists():  # drop lines written after the resumed checkpoint
             lines = [ln for ln in path.read_text().splitlines()
                      if ln.strip() and json.loads(ln).get("step", 0) <= keep_upto]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(ln + "\n" for ln in lines))
-            os.replace(tmp, path)
+            write_text_atomic(path, "".join(ln + "\n" for ln in lines))
         elif keep_upto is None and path.exists():
             path.unlink()
 
@@ -640,9 +639,7 @@ class Trainer:
                 if int(self.t.get("final_likelihood_n", 0)) > 0:
                     lk = self.likelihood(int(self.t.final_likelihood_n), final=True)
                     result.likelihood = lk
-                    tmp = self.run_dir / "likelihood.json.tmp"
-                    tmp.write_text(json.dumps(lk, indent=2) + "\n")
-                    os.replace(tmp, self.run_dir / "likelihood.json")
+                    write_json_atomic(self.run_dir / "likelihood.json", lk)
             self.plot_losses()
         return result
 

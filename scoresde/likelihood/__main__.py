@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ..atomic import write_json_atomic
 from .bpd import bits_per_dim
 from .ode_likelihood import ODE_METHODS, log_likelihood
 from .trace import TRACE_ESTIMATORS
@@ -56,21 +55,6 @@ def _versions() -> dict[str, str]:
             out[pkg] = "unknown"
     return out
 
-
-def write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    """json.dump to a temp file in the same directory, then os.replace (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _batch_seed(seed: int, index: int) -> int:
