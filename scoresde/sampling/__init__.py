@@ -18,10 +18,11 @@ from .api import (
     sample_pc,
     sample_reverse_diffusion,
     sample_sde,
+    sample_unipc,
 )
 from .context import SamplerContext, ScoreError
 from .correctors import AnnealedLangevinCorrector, LangevinCorrector, NoneCorrector
-from .grids import GRIDS, time_grid
+from .grids import GRIDS, eps_for_sigma, time_grid
 from .noise import KeyedNoise, draw_seeds
 from .predictors import (
     AncestralPredictor,
@@ -50,6 +51,7 @@ __all__ = [
     "ScoreError",
     "draw_seeds",
     "encode",
+    "eps_for_sigma",
     "sample",
     "sample_adaptive",
     "sample_ancestral",
@@ -62,5 +64,6 @@ __all__ = [
     "sample_pc",
     "sample_reverse_diffusion",
     "sample_sde",
+    "sample_unipc",
     "time_grid",
 ]

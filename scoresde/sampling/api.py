@@ -27,8 +27,8 @@ from .adaptive import run_adaptive
 from .context import ProjectFn, SamplerContext
 from .correctors import CORRECTORS, LANGEVIN_NORMS
 from .ddim import run_ddim
-from .fast import run_dpm_solver, run_heun
-from .grids import GRIDS
+from .fast import UNIPC_VARIANTS, run_dpm_solver, run_heun, run_unipc
+from .grids import GRIDS, eps_for_sigma
 from .grids import time_grid as make_grid
 from .noise import KeyedNoise, make_noise
 from .ode import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS, run_ode
@@ -56,6 +56,7 @@ __all__ = [
     "sample_pc",
     "sample_reverse_diffusion",
     "sample_sde",
+    "sample_unipc",
 ]
 
 _PRIOR_COUNTER = 2**31 - 1  # keyed-noise counter reserved for the prior draw
@@ -78,6 +79,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "ddim": {"steps": 50, "eta": 0.0, "time_grid": "logsnr"},
     "heun": {"steps": 18, "time_grid": "karras", "rho": 7.0},
     "dpm_solver": {"steps": 14, "order": 3, "time_grid": "logsnr", "lower_order_final": True},
+    "unipc": {"steps": 14, "order": 3, "variant": "bh2", "time_grid": "bump", "rho": 7.0, "lambda_center": 0.25,
+              "lambda_width": 1.25, "lower_order_final": True, "corrector": True, "final_corrector": True,
+              "end_sigma": 0.02},
     "adaptive": {"steps": "adaptive", "rtol": 0.05, "atol": 0.01, "max_iters": 100_000, "error_norm": "batch"},
 }
 METHODS = tuple(METHOD_DEFAULTS)
@@ -115,7 +119,14 @@ def _options(method: str, steps: int | None, options: dict[str, Any]) -> dict[st
         _choice("time_grid", opts["time_grid"], GRIDS)
     if "predictor" in opts:
         _choice("predictor", opts["predictor"], PREDICTOR_NAMES)
-    if "corrector" in opts:
+    if "corrector" in opts and method == "unipc":
+        for key in ("corrector", "final_corrector", "lower_order_final"):
+            if not isinstance(opts[key], bool):
+                raise TypeError(f"{key} must be a bool, got {opts[key]!r}")
+        _choice("variant", opts["variant"], UNIPC_VARIANTS)
+        if opts["end_sigma"] is not None:
+            _positive("end_sigma", opts["end_sigma"])
+    elif "corrector" in opts:
         _choice("corrector", opts["corrector"], CORRECTOR_NAMES)
     if "langevin_norm" in opts:
         _choice("langevin_norm", opts["langevin_norm"], LANGEVIN_NORMS)
@@ -128,8 +139,15 @@ def _options(method: str, steps: int | None, options: dict[str, Any]) -> dict[st
         _int("corrector_steps", opts["corrector_steps"], 0)
     if "eta" in opts:
         _positive("eta", opts["eta"], allow_zero=True)
-    if "order" in opts and (opts["order"] not in (1, 2, 3) or isinstance(opts["order"], bool)):
-        raise ValueError(f"order must be one of [1, 2, 3], got {opts['order']!r}")
+    orders = [1, 2, 3, 4] if method == "unipc" else [1, 2, 3]
+    if "order" in opts and (opts["order"] not in orders or isinstance(opts["order"], bool)):
+        raise ValueError(f"order must be one of {orders}, got {opts['order']!r}")
+    if "lambda_width" in opts:
+        _positive("lambda_width", opts["lambda_width"])
+    if "lambda_center" in opts and (not isinstance(opts["lambda_center"], numbers.Real)
+                                    or isinstance(opts["lambda_center"], bool)
+                                    or not math.isfinite(opts["lambda_center"])):
+        raise ValueError(f"lambda_center must be a finite number, got {opts['lambda_center']!r}")
     if "error_norm" in opts:
         _choice("error_norm", opts["error_norm"], ("batch", "per_sample"))
     if "max_iters" in opts:
@@ -224,10 +242,16 @@ def sample(
             the final denoising, with t = 0).
         options: method options -- ``predictor``, ``corrector``, ``snr``, ``corrector_steps``,
             ``langevin_norm``, ``step_size``, ``solver``, ``rtol``, ``atol``, ``adaptive``, ``eta``,
-            ``order``, ``time_grid``, ``rho``, ``lower_order_final``, ``max_iters``, ``error_norm``.
+            ``order``, ``time_grid``, ``rho``, ``lower_order_final``, ``max_iters``, ``error_norm``;
+            ``unipc`` also takes ``variant`` ("bh1"|"bh2"), ``corrector`` (bool: UniC on/off),
+            ``final_corrector`` (UniC on the last step, reusing the denoising evaluation),
+            ``lambda_center`` / ``lambda_width`` (the ``bump`` grid) and ``end_sigma``: when not
+            None the grid ends where sigma = std / m = end_sigma (this overrides ``eps``).
     """
     _choice("method", method, METHODS)
     opts = _options(method, steps, options)
+    if opts.get("end_sigma") is not None:  # end where sigma = std / m = end_sigma (overrides eps)
+        eps = eps_for_sigma(sde, opts["end_sigma"])
     shape, dtype, device, t_start, eps = _setup(sde, shape, x_init, t_start, eps, dtype, device, generator)
     if project is not None and not callable(project):
         raise TypeError("project must be callable project(x, t) -> x")
@@ -242,8 +266,10 @@ def sample(
         else:
             x = sde.prior_sample(shape, None, dtype=dtype, device=device)
         steps_ = sde.N if opts["steps"] is None else opts["steps"]
+        if method == "unipc":  # UniC on the last step reuses the final denoising evaluation
+            opts = {**opts, "final_corrector": bool(opts["final_corrector"] and denoise)}
         x, times = _RUNNERS[method](ctx, x, t_start, eps, steps_, opts, generator)
-        if denoise:
+        if denoise and not opts.get("final_corrector", False):
             eps_t = torch.tensor(eps, dtype=torch.float64)
             m, std = (float(v) for v in sde.marginal_coeffs(eps_t))
             x = ctx.denoised(x, torch.full((shape[0],), eps, dtype=dtype, device=device), m, std)
@@ -258,7 +284,8 @@ def sample(
 
 
 def _grid(ctx, t_start, eps, steps, opts):
-    return make_grid(ctx.sde, t_start, eps, steps, opts.get("time_grid", "uniform"), opts.get("rho", 7.0))
+    return make_grid(ctx.sde, t_start, eps, steps, opts.get("time_grid", "uniform"), opts.get("rho", 7.0),
+                     opts.get("lambda_center", 0.25), opts.get("lambda_width", 1.25))
 
 
 def _run_pc(ctx, x, t_start, eps, steps, opts, generator, predictor=None, corrector=None):
@@ -324,6 +351,13 @@ def _run_dpm(ctx, x, t_start, eps, steps, opts, generator):
     return run_dpm_solver(ctx, x, grid, opts["order"], bool(opts["lower_order_final"])), grid
 
 
+def _run_unipc(ctx, x, t_start, eps, steps, opts, generator):
+    grid = _grid(ctx, t_start, eps, steps, opts)
+    x = run_unipc(ctx, x, grid, opts["order"], opts["variant"], opts["corrector"], opts["lower_order_final"],
+                  opts["final_corrector"])
+    return x, grid
+
+
 def _run_adaptive(ctx, x, t_start, eps, steps, opts, generator):
     h_init = 0.01 if opts["steps"] == "adaptive" else (t_start - eps) / steps
     x = run_adaptive(ctx, x, t_start, eps, opts["rtol"], opts["atol"], h_init, max_iters=opts["max_iters"],
@@ -342,6 +376,7 @@ _RUNNERS: dict[str, Callable] = {
     "ddim": _run_ddim,
     "heun": _run_heun,
     "dpm_solver": _run_dpm,
+    "unipc": _run_unipc,
     "adaptive": _run_adaptive,
 }
 
@@ -401,3 +436,4 @@ sample_ddim = _method_function("ddim")
 sample_heun = _method_function("heun")
 sample_dpm_solver = _method_function("dpm_solver")
 sample_adaptive = _method_function("adaptive")
+sample_unipc = _method_function("unipc")
