@@ -144,7 +144,7 @@ def quality(quick: bool, n: int, floor_sets: int) -> list:
     return rows
 
 
-def overhead(quick: bool, repeats: int = 3) -> list:
+def overhead(quick: bool, repeats: int = 5) -> list:
     """Sampler wall time vs the same number of bare network calls (MLP width 256, D = 64, B = 4096)."""
     from scoresde.nets import MLP
 
@@ -155,7 +155,7 @@ def overhead(quick: bool, repeats: int = 3) -> list:
     def score_fn(x, t):
         return net(x, t)
 
-    steps = 5 if quick else 10
+    steps = 5 if quick else 50
     rows = []
     x = torch.randn(B, D)
     t = torch.rand(B)
@@ -257,6 +257,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="samples per run (default 4000; 1000 with --quick)")
     ap.add_argument("--floor-sets", type=int, default=8, help="exact sets for the noise floors")
     ap.add_argument("--no-overhead", action="store_true", help="skip the network-overhead measurement")
+    ap.add_argument("--overhead-only", action="store_true", help="only the network-overhead measurement")
     ap.add_argument("--summary", action="store_true", help="only print the summary of the existing CSV")
     args = ap.parse_args()
     if args.summary:
@@ -264,10 +265,13 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     print("torch.set_num_threads(1)")
+    suffix = "_quick" if args.quick else ""
+    if args.overhead_only:
+        write_csv(os.path.join(RESULTS, f"samplers_overhead{suffix}.csv"), overhead(args.quick))
+        return
     n = args.n or (1000 if args.quick else 4000)
     rows = quality(args.quick, n, args.floor_sets)
     summary(rows)
-    suffix = "_quick" if args.quick else ""
     write_csv(os.path.join(RESULTS, f"samplers{suffix}.csv"), rows)
     plot(os.path.join(RESULTS, f"samplers{suffix}.png"), rows)
     if not args.no_overhead:
