@@ -248,6 +248,21 @@ def _discrete_index(sde: SDE, B: int, generator, device) -> Tensor:
     return torch.randint(0, sde.N, (B,), generator=generator, device=device)
 
 
+def _discrete_dsm(model: Callable, x0: Tensor, t: Tensor, m: Tensor, std: Tensor, y, generator,
+                  reduce: str, per_sample: bool, check_finite: bool) -> Tensor:
+    """The loss at chain noise levels (float64 t, m, std [B]): x = m x0 + std z,
+    ``|| std s(x, t) + z ||^2`` reduced over data dimensions."""
+    dtype = x0.dtype
+    t, m, std = t.to(dtype), m.to(dtype), std.to(dtype)
+    z = torch.randn(x0.shape, generator=generator, dtype=dtype, device=x0.device)
+    xt = batch_view(m, x0) * x0 + batch_view(std, x0) * z
+    score = _call(model, xt, t, y)
+    if check_finite:
+        _check_finite("model output", score, t)
+    per = _reduce((batch_view(std, score) * score + z) ** 2, reduce)
+    return _finish(per, t, per_sample, check_finite)
+
+
 def ddpm_loss(
     model: Callable,
     sde: VPSDE,
@@ -270,18 +285,11 @@ def ddpm_loss(
     _check_choice("reduce", reduce, REDUCTIONS)
     if check_finite:
         _check_x0(x0)
-    B, dtype, device = x0.shape[0], x0.dtype, x0.device
-    i = _discrete_index(sde, B, generator, device)
-    abar = sde.alphas_cumprod.to(device)[i]  # float64
-    t = _t_from_integrated_beta(sde, -torch.log(abar)).to(dtype)
-    m, std = torch.sqrt(abar).to(dtype), torch.sqrt(1.0 - abar).to(dtype)
-    z = torch.randn(x0.shape, generator=generator, dtype=dtype, device=device)
-    xt = batch_view(m, x0) * x0 + batch_view(std, x0) * z
-    score = _call(model, xt, t, y)
-    if check_finite:
-        _check_finite("model output", score, t)
-    per = _reduce((batch_view(std, score) * score + z) ** 2, reduce)
-    return _finish(per, t, per_sample, check_finite)
+    i = _discrete_index(sde, x0.shape[0], generator, x0.device)
+    abar = sde.alphas_cumprod.to(x0.device)[i]  # float64
+    t = _t_from_integrated_beta(sde, -torch.log(abar))
+    return _discrete_dsm(model, x0, t, torch.sqrt(abar), torch.sqrt(1.0 - abar), y, generator,
+                         reduce, per_sample, check_finite)
 
 
 def ncsn_loss(
@@ -307,16 +315,9 @@ def ncsn_loss(
     _check_choice("reduce", reduce, REDUCTIONS)
     if check_finite:
         _check_x0(x0)
-    B, dtype, device = x0.shape[0], x0.dtype, x0.device
-    i = _discrete_index(sde, B, generator, device)
-    sigma = sde.discrete_sigmas.to(device)[i]  # float64
+    i = _discrete_index(sde, x0.shape[0], generator, x0.device)
+    sigma = sde.discrete_sigmas.to(x0.device)[i]  # float64
     L = math.log(sde.sigma_max / sde.sigma_min)
-    t = (torch.log1p((sigma / sde.sigma_min) ** 2) / (2.0 * L)).to(dtype)
-    sigma = sigma.to(dtype)
-    z = torch.randn(x0.shape, generator=generator, dtype=dtype, device=device)
-    xt = x0 + batch_view(sigma, x0) * z
-    score = _call(model, xt, t, y)
-    if check_finite:
-        _check_finite("model output", score, t)
-    per = _reduce((batch_view(sigma, score) * score + z) ** 2, reduce)
-    return _finish(per, t, per_sample, check_finite)
+    t = torch.log1p((sigma / sde.sigma_min) ** 2) / (2.0 * L)
+    return _discrete_dsm(model, x0, t, torch.ones_like(sigma), sigma, y, generator,
+                         reduce, per_sample, check_finite)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .embeddings import TimeConditioning
+from .layers import linear
 
 __all__ = ["MLP"]
 
@@ -30,23 +31,15 @@ def _norm(kind: str, dim: int) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
-def _init_linear(lin: nn.Linear, zero: bool = False) -> nn.Linear:
-    if zero:
-        nn.init.zeros_(lin.weight)
-    else:
-        nn.init.xavier_uniform_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    return lin
-
 
 class _ResBlock(nn.Module):
     def __init__(self, hidden: int, emb_dim: int, dropout: float, norm: str):
         super().__init__()
         self.norm = _norm(norm, hidden)
-        self.lin1 = _init_linear(nn.Linear(hidden, hidden))
-        self.emb = _init_linear(nn.Linear(emb_dim, hidden))
+        self.lin1 = linear(hidden, hidden)
+        self.emb = linear(emb_dim, hidden)
         self.drop = nn.Dropout(dropout)
-        self.lin2 = _init_linear(nn.Linear(hidden, hidden))
+        self.lin2 = linear(hidden, hidden)
         self.act = nn.SiLU()
 
     def forward(self, h: Tensor, emb: Tensor) -> Tensor:
@@ -95,12 +88,12 @@ class MLP(nn.Module):
         self.dim = dim
         self.num_classes = num_classes
         self.cond = TimeConditioning(embed_dim, hidden, time_embedding, fourier_scale, num_classes)
-        self.inp = _init_linear(nn.Linear(dim, hidden))
+        self.inp = linear(dim, hidden)
         self.blocks = nn.ModuleList(
             _ResBlock(hidden, hidden, dropout, norm) for _ in range(num_blocks)
         )
         self.out_norm = _norm(norm, hidden)
-        self.out = _init_linear(nn.Linear(hidden, dim), zero=True)
+        self.out = linear(hidden, dim, zero=True)
         self.act = nn.SiLU()
 
     def forward(self, x: Tensor, c: Tensor, y: Tensor | None = None) -> Tensor:

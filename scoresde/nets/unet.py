@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .embeddings import TimeConditioning
+from .layers import conv, linear
 
 __all__ = ["AttnBlock", "ResBlock", "UNet", "group_count"]
 
@@ -47,25 +48,6 @@ def group_count(channels: int, max_groups: int = 32) -> int:
         g -= 1
     return g
 
-
-def _conv(cin: int, cout: int, k: int, zero: bool = False) -> nn.Conv2d:
-    conv = nn.Conv2d(cin, cout, k, padding=k // 2)
-    if zero:
-        nn.init.zeros_(conv.weight)
-    else:
-        nn.init.xavier_uniform_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-def _linear(cin: int, cout: int, zero: bool = False) -> nn.Linear:
-    lin = nn.Linear(cin, cout)
-    if zero:
-        nn.init.zeros_(lin.weight)
-    else:
-        nn.init.xavier_uniform_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    return lin
 
 
 class ResBlock(nn.Module):
@@ -84,12 +66,12 @@ class ResBlock(nn.Module):
         super().__init__()
         self.up, self.down = up, down
         self.norm0 = nn.GroupNorm(group_count(cin), cin, eps=1e-6)
-        self.conv0 = _conv(cin, cout, 3)
-        self.dense = _linear(emb_dim, cout)
+        self.conv0 = conv(cin, cout, 3)
+        self.dense = linear(emb_dim, cout)
         self.norm1 = nn.GroupNorm(group_count(cout), cout, eps=1e-6)
         self.drop = nn.Dropout(dropout)
-        self.conv1 = _conv(cout, cout, 3, zero=True)
-        self.skip = _conv(cin, cout, 1) if (cin != cout or up or down) else None
+        self.conv1 = conv(cout, cout, 3, zero=True)
+        self.skip = conv(cin, cout, 1) if (cin != cout or up or down) else None
         self.scale = 1.0 / math.sqrt(2.0) if skip_rescale else 1.0
         self.act = nn.SiLU()
 
@@ -116,8 +98,8 @@ class AttnBlock(nn.Module):
     def __init__(self, channels: int, skip_rescale: bool = True):
         super().__init__()
         self.norm = nn.GroupNorm(group_count(channels), channels, eps=1e-6)
-        self.qkv = _linear(channels, 3 * channels)
-        self.proj = _linear(channels, channels, zero=True)
+        self.qkv = linear(channels, 3 * channels)
+        self.proj = linear(channels, channels, zero=True)
         self.scale = 1.0 / math.sqrt(2.0) if skip_rescale else 1.0
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
@@ -196,7 +178,7 @@ class UNet(nn.Module):
             return ResBlock(cin, cout, emb_dim, dropout, skip_rescale=skip_rescale, **kw)
 
         res = self.padded_size(image_size)
-        self.conv_in = _conv(in_channels, ch, 3)
+        self.conv_in = conv(in_channels, ch, 3)
         self.down = nn.ModuleList()
         skips = [ch]
         cin = ch
@@ -231,7 +213,7 @@ class UNet(nn.Module):
                 res *= 2
         assert not skips
         self.norm_out = nn.GroupNorm(group_count(cin), cin, eps=1e-6)
-        self.conv_out = _conv(cin, in_channels, 3, zero=True)
+        self.conv_out = conv(cin, in_channels, 3, zero=True)
 
     def padded_size(self, size: int) -> int:
         """Smallest multiple of 2^(len(ch_mult) - 1) that is >= ``size``."""
