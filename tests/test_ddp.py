@@ -31,7 +31,13 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
            "-m", "scoresde.train", *OVERRIDES, f"hydra.run.dir={ddp_dir}"]
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert p.returncode == 0, p.stderr[-4000:]
+    if p.returncode != 0:
+        # torchrun --standalone picks a free port, then binds it: under a loaded test run another
+        # process can take it in between. One retry separates that race from a real failure.
+        first = p.stderr[-2000:]
+        p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+        assert p.returncode == 0, f"first attempt:\n{first}\nsecond attempt:\n{p.stderr[-3000:]}"
     assert p.stdout.count("run directory:") == 1  # rank 0 only
     with initialize_config_module(version_base="1.3", config_module="scoresde.conf"):
         cfg = compose("config", overrides=[*OVERRIDES, "training.grad_accum=2"])
