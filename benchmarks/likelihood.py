@@ -67,23 +67,47 @@ def accuracy(quick):
         exact = gm.log_prob_t(x, torch.tensor(eps), sde)
         for trace in ("exact", "rademacher", "gaussian"):
             for tol in tols:
+
                 def run(gm=gm, x=x, trace=trace, tol=tol):
                     with torch.no_grad():
-                        return log_likelihood(sde, gm.score_fn(sde), x, trace=trace, rtol=tol, atol=tol,
-                                              eps=eps, generator=torch.Generator().manual_seed(2))
+                        return log_likelihood(
+                            sde,
+                            gm.score_fn(sde),
+                            x,
+                            trace=trace,
+                            rtol=tol,
+                            atol=tol,
+                            eps=eps,
+                            generator=torch.Generator().manual_seed(2),
+                        )
+
                 wall, res = _median_time(run, 1)
                 diff = (res.logp - exact) / D
                 err = diff.abs().mean().item()
                 bias, bias_se = diff.mean().item(), (diff.std() / math.sqrt(B)).item()
                 p_T = gm.log_prob_t(res.z, torch.tensor(sde.T), sde)
                 ode_err = ((res.delta_logp + p_T - exact).abs() / D).mean().item()
-                rows.append({"section": "oracle", "dim": D, "batch": B, "trace": trace, "tol": tol,
-                             "nfe": res.nfe, "wall_s": wall, "err_nats_per_dim": err,
-                             "bias_nats_per_dim": bias, "bias_stderr": bias_se,
-                             "ode_err_nats_per_dim": ode_err})
-                print(f"  D={D:3d} B={B:4d} {trace:10s} tol={tol:.0e}  NFE={res.nfe:4d}  "
-                      f"wall={wall:7.3f}s  |err|/dim={err:.2e}  bias/dim={bias:+.1e}+-{bias_se:.1e}  "
-                      f"ODE-only |err|/dim={ode_err:.1e}", flush=True)
+                rows.append(
+                    {
+                        "section": "oracle",
+                        "dim": D,
+                        "batch": B,
+                        "trace": trace,
+                        "tol": tol,
+                        "nfe": res.nfe,
+                        "wall_s": wall,
+                        "err_nats_per_dim": err,
+                        "bias_nats_per_dim": bias,
+                        "bias_stderr": bias_se,
+                        "ode_err_nats_per_dim": ode_err,
+                    }
+                )
+                print(
+                    f"  D={D:3d} B={B:4d} {trace:10s} tol={tol:.0e}  NFE={res.nfe:4d}  "
+                    f"wall={wall:7.3f}s  |err|/dim={err:.2e}  bias/dim={bias:+.1e}+-{bias_se:.1e}  "
+                    f"ODE-only |err|/dim={ode_err:.1e}",
+                    flush=True,
+                )
     return rows
 
 
@@ -103,18 +127,42 @@ def image(quick):
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     rows = []
     for tol in (1e-3,):
+
         def run(tol=tol):
             with torch.no_grad():
-                return log_likelihood(sde, model, x, trace="rademacher", probes=2, rtol=tol, atol=tol,
-                                      eps=1e-3, generator=torch.Generator().manual_seed(0))
+                return log_likelihood(
+                    sde,
+                    model,
+                    x,
+                    trace="rademacher",
+                    probes=2,
+                    rtol=tol,
+                    atol=tol,
+                    eps=1e-3,
+                    generator=torch.Generator().manual_seed(0),
+                )
+
         wall, res = _median_time(run, 1)
         D = x[0].numel()
         se = (res.stderr / D).mean().item()
-        rows.append({"section": "unet_small", "dim": D, "batch": 2, "trace": "rademacher x2", "tol": tol,
-                     "nfe": res.nfe, "wall_s": wall, "err_nats_per_dim": float("nan"),
-                     "stderr_nats_per_dim": se})
-        print(f"  unet_small [2,3,16,16] tol={tol:.0e}  NFE={res.nfe}  wall={wall:.2f}s  "
-              f"probe stderr/dim={se:.2e}", flush=True)
+        rows.append(
+            {
+                "section": "unet_small",
+                "dim": D,
+                "batch": 2,
+                "trace": "rademacher x2",
+                "tol": tol,
+                "nfe": res.nfe,
+                "wall_s": wall,
+                "err_nats_per_dim": float("nan"),
+                "stderr_nats_per_dim": se,
+            }
+        )
+        print(
+            f"  unet_small [2,3,16,16] tol={tol:.0e}  NFE={res.nfe}  wall={wall:.2f}s  "
+            f"probe stderr/dim={se:.2e}",
+            flush=True,
+        )
     return rows
 
 
@@ -148,7 +196,7 @@ def _scipy_solve(sde, model, x, rtol, atol, eps, probe, reference_style):
         return sde.drift(xx, vec_t) - 0.5 * g2[:, None] * score(xx, vec_t)
 
     def ode_func(t, y):
-        xx = torch.from_numpy(y[: -B].astype(np.float32)).reshape(shape)
+        xx = torch.from_numpy(y[:-B].astype(np.float32)).reshape(shape)
         vec_t = torch.full((B,), t, dtype=torch.float32)
         if reference_style:  # drift, then the divergence recomputes the drift (two evaluations)
             with torch.no_grad():
@@ -204,12 +252,21 @@ def target(quick):
         try:
             with torch.no_grad():
                 t0 = time.perf_counter()
-                r = log_likelihood(sde, timed_model, x, trace="rademacher", rtol=tol, atol=tol, eps=eps,
-                                   generator=torch.Generator().manual_seed(0))
+                r = log_likelihood(
+                    sde,
+                    timed_model,
+                    x,
+                    trace="rademacher",
+                    rtol=tol,
+                    atol=tol,
+                    eps=eps,
+                    generator=torch.Generator().manual_seed(0),
+                )
                 fractions.append(1.0 - clock["net"] / (time.perf_counter() - t0))
             return r
         finally:
             odl.vjp_quadratic_forms = vjp
+
     fractions = []
     wall, res = _median_time(ours, reps)
     outside_in_run = statistics.median(fractions)
@@ -223,6 +280,7 @@ def target(quick):
             xg = x.clone().requires_grad_(True)
             s = model(xg, t)
             torch.autograd.grad(s, xg, probe)
+
     for _ in range(3):
         net_eval()
     per_eval, _ = _median_time(net_eval, 30 if not quick else 10)
@@ -230,26 +288,45 @@ def target(quick):
     outside = max(0.0, wall - net_time) / wall
 
     sc_fair_wall, (sc_logp, sc_nfe) = _median_time(
-        lambda: _scipy_solve(sde, model, x, tol, tol, eps, probe, reference_style=False), reps)
+        lambda: _scipy_solve(sde, model, x, tol, tol, eps, probe, reference_style=False), reps
+    )
     sc_ref_wall, (_, sc_ref_nfe) = _median_time(
-        lambda: _scipy_solve(sde, model, x, tol, tol, eps, probe, reference_style=True), 1)
+        lambda: _scipy_solve(sde, model, x, tol, tol, eps, probe, reference_style=True), 1
+    )
     agree = (res.logp - sc_logp).abs().mean().item() / D
-    row = {"dim": D, "batch": B, "tol": tol, "nfe": res.nfe, "wall_s": wall,
-           "net_fwd_vjp_per_eval_s": per_eval, "outside_network_fraction": outside_in_run,
-           "outside_network_fraction_isolated": outside,
-           "scipy_fair_wall_s": sc_fair_wall, "scipy_fair_nfe": sc_nfe,
-           "scipy_reference_wall_s": sc_ref_wall, "scipy_reference_nfe": sc_ref_nfe,
-           "speedup_vs_scipy_fair": sc_fair_wall / wall, "speedup_vs_scipy_reference": sc_ref_wall / wall,
-           "wall_per_nfe_s": wall / res.nfe, "scipy_fair_wall_per_nfe_s": sc_fair_wall / sc_nfe,
-           "mean_abs_logp_diff_vs_scipy_per_dim": agree}
-    print(f"  ours: NFE={res.nfe} wall={wall:.2f}s; outside the network's forward+VJP: "
-          f"{100 * outside_in_run:.1f}% of wall timed inside the solve, {100 * outside:.1f}% from an "
-          f"isolated fwd+VJP timing ({per_eval * 1e3:.2f} ms/eval x NFE)")
-    print(f"  scipy RK45, 1 eval+VJP/step: NFE={sc_nfe} wall={sc_fair_wall:.2f}s  "
-          f"(ours {sc_fair_wall / wall:.2f}x faster; per NFE {1e3 * wall / res.nfe:.2f} vs "
-          f"{1e3 * sc_fair_wall / sc_nfe:.2f} ms)")
-    print(f"  scipy RK45, reference (2 drift evals/step): score calls={sc_ref_nfe} wall={sc_ref_wall:.2f}s "
-          f"(ours {sc_ref_wall / wall:.2f}x faster)")
+    row = {
+        "dim": D,
+        "batch": B,
+        "tol": tol,
+        "nfe": res.nfe,
+        "wall_s": wall,
+        "net_fwd_vjp_per_eval_s": per_eval,
+        "outside_network_fraction": outside_in_run,
+        "outside_network_fraction_isolated": outside,
+        "scipy_fair_wall_s": sc_fair_wall,
+        "scipy_fair_nfe": sc_nfe,
+        "scipy_reference_wall_s": sc_ref_wall,
+        "scipy_reference_nfe": sc_ref_nfe,
+        "speedup_vs_scipy_fair": sc_fair_wall / wall,
+        "speedup_vs_scipy_reference": sc_ref_wall / wall,
+        "wall_per_nfe_s": wall / res.nfe,
+        "scipy_fair_wall_per_nfe_s": sc_fair_wall / sc_nfe,
+        "mean_abs_logp_diff_vs_scipy_per_dim": agree,
+    }
+    print(
+        f"  ours: NFE={res.nfe} wall={wall:.2f}s; outside the network's forward+VJP: "
+        f"{100 * outside_in_run:.1f}% of wall timed inside the solve, {100 * outside:.1f}% from an "
+        f"isolated fwd+VJP timing ({per_eval * 1e3:.2f} ms/eval x NFE)"
+    )
+    print(
+        f"  scipy RK45, 1 eval+VJP/step: NFE={sc_nfe} wall={sc_fair_wall:.2f}s  "
+        f"(ours {sc_fair_wall / wall:.2f}x faster; per NFE {1e3 * wall / res.nfe:.2f} vs "
+        f"{1e3 * sc_fair_wall / sc_nfe:.2f} ms)"
+    )
+    print(
+        f"  scipy RK45, reference (2 drift evals/step): score calls={sc_ref_nfe} wall={sc_ref_wall:.2f}s "
+        f"(ours {sc_ref_wall / wall:.2f}x faster)"
+    )
     print(f"  |logp(ours) - logp(scipy)| / D = {agree:.2e} nats")
     return row
 
@@ -263,11 +340,23 @@ def _plot(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for D in sorted({r["dim"] for r in rows if r["section"] == "oracle"}):
         for trace, mk in (("exact", "o"), ("rademacher", "s"), ("gaussian", "^")):
-            rs = [r for r in rows if r["section"] == "oracle" and r["dim"] == D and r["trace"] == trace]
-            axes[0].loglog([r["tol"] for r in rs], [r["err_nats_per_dim"] for r in rs], marker=mk,
-                           label=f"D={D} {trace}")
-            axes[1].loglog([r["nfe"] for r in rs], [r["err_nats_per_dim"] for r in rs], marker=mk,
-                           label=f"D={D} {trace}")
+            rs = [
+                r
+                for r in rows
+                if r["section"] == "oracle" and r["dim"] == D and r["trace"] == trace
+            ]
+            axes[0].loglog(
+                [r["tol"] for r in rs],
+                [r["err_nats_per_dim"] for r in rs],
+                marker=mk,
+                label=f"D={D} {trace}",
+            )
+            axes[1].loglog(
+                [r["nfe"] for r in rs],
+                [r["err_nats_per_dim"] for r in rs],
+                marker=mk,
+                label=f"D={D} {trace}",
+            )
     axes[0].set_xlabel("rtol = atol")
     axes[1].set_xlabel("NFE")
     for ax in axes:
@@ -298,7 +387,9 @@ def main(argv=None):
     ap.add_argument("--skip", nargs="*", default=[], choices=["accuracy", "image", "target"])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), python {sys.version.split()[0]}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), python {sys.version.split()[0]}"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     rows = []
@@ -318,8 +409,10 @@ def main(argv=None):
         _write_csv(RESULTS / f"likelihood_target{suffix}.csv", [row])
         ok1 = row["outside_network_fraction"] < 0.10
         ok2 = row["speedup_vs_scipy_fair"] >= 1.0
-        print(f"  target outside-network < 10%: {'PASS' if ok1 else 'FAIL'}; "
-              f"no slower than SciPy RK45: {'PASS' if ok2 else 'FAIL'}")
+        print(
+            f"  target outside-network < 10%: {'PASS' if ok1 else 'FAIL'}; "
+            f"no slower than SciPy RK45: {'PASS' if ok2 else 'FAIL'}"
+        )
 
 
 if __name__ == "__main__":

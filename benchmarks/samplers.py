@@ -61,13 +61,20 @@ def sampler_settings(quick: bool) -> list:
         ]
     s = []
     for steps in (25, 50, 100, 200, 500):
-        s += [("euler_maruyama", "euler_maruyama", steps, {}), ("reverse_diffusion", "reverse_diffusion", steps, {}),
-              ("ancestral", "ancestral", steps, {})]
+        s += [
+            ("euler_maruyama", "euler_maruyama", steps, {}),
+            ("reverse_diffusion", "reverse_diffusion", steps, {}),
+            ("ancestral", "ancestral", steps, {}),
+        ]
     for steps in (50, 100, 200):
-        s += [("pc_langevin_batch", "pc", steps, {"langevin_norm": "batch"}),
-              ("pc_langevin_per_sample", "pc", steps, {"langevin_norm": "per_sample"})]
+        s += [
+            ("pc_langevin_batch", "pc", steps, {"langevin_norm": "batch"}),
+            ("pc_langevin_per_sample", "pc", steps, {"langevin_norm": "per_sample"}),
+        ]
     for steps in (100, 300):
-        s += [("annealed_langevin", "annealed_langevin", steps, {"corrector_steps": 3, "snr": 0.16})]
+        s += [
+            ("annealed_langevin", "annealed_langevin", steps, {"corrector_steps": 3, "snr": 0.16})
+        ]
     for tol in (1e-2, 1e-3, 1e-5):
         s += [("ode_dopri5", "ode", None, {"rtol": tol, "atol": tol})]
     for steps in (3, 5, 10):
@@ -79,8 +86,17 @@ def sampler_settings(quick: bool) -> list:
     for steps in (4, 6, 9, 12, 18):
         s += [("heun", "heun", steps, {})]
     for steps in (5, 7, 9, 11, 14, 19):
-        s += [("dpm_solver2", "dpm_solver", steps, {"order": 2}), ("dpm_solver3", "dpm_solver", steps, {"order": 3})]
-    for steps in (9, 11, 14, 19, 24):  # defaults: bump logSNR grid, end_sigma 0.02, UniC reusing the denoise
+        s += [
+            ("dpm_solver2", "dpm_solver", steps, {"order": 2}),
+            ("dpm_solver3", "dpm_solver", steps, {"order": 3}),
+        ]
+    for steps in (
+        9,
+        11,
+        14,
+        19,
+        24,
+    ):  # defaults: bump logSNR grid, end_sigma 0.02, UniC reusing the denoise
         s += [("unipc3", "unipc", steps, {"order": 3}), ("unipc4", "unipc", steps, {"order": 4})]
     for steps in (14, 19):  # the classic UniPC setting (logSNR grid to eps = 1e-3), for comparison
         s += [("unipc3_logsnr", "unipc", steps, {"time_grid": "logsnr", "end_sigma": None})]
@@ -105,14 +121,22 @@ class Judge:
         self.lp_mean, self.lp_tol = statistics.mean(lp), 2 * statistics.stdev(lp)
 
     def sw(self, x):
-        return sliced_wasserstein(x, self.ref, n_projections=256, generator=torch.Generator().manual_seed(7))
+        return sliced_wasserstein(
+            x, self.ref, n_projections=256, generator=torch.Generator().manual_seed(7)
+        )
 
     def mmd(self, x):
         return mmd2(x, self.ref, bandwidth=self.bw)
 
     def measure(self, x) -> dict:
         if not bool(torch.isfinite(x).all()):
-            return {"sw": math.inf, "mmd": math.inf, "logp": -math.inf, "passed": False, "nan": True}
+            return {
+                "sw": math.inf,
+                "mmd": math.inf,
+                "logp": -math.inf,
+                "passed": False,
+                "nan": True,
+            }
         sw, mm, lp = self.sw(x), self.mmd(x), float(self.gm.log_prob(x).mean())
         ok = sw <= self.sw_floor and mm <= self.mmd_floor and abs(lp - self.lp_mean) <= self.lp_tol
         return {"sw": sw, "mmd": mm, "logp": lp, "passed": ok, "nan": False}
@@ -123,24 +147,50 @@ def quality(quick: bool, n: int, floor_sets: int) -> list:
     rows = []
     for pname, gm in problems().items():
         judge = Judge(gm, n, floor_sets)
-        print(f"\n[{pname}] floors: sliced W2 <= {judge.sw_floor:.4f}, MMD^2 <= {judge.mmd_floor:.2e}, "
-              f"mean log p0 = {judge.lp_mean:.4f} +- {judge.lp_tol:.4f}")
+        print(
+            f"\n[{pname}] floors: sliced W2 <= {judge.sw_floor:.4f}, MMD^2 <= {judge.mmd_floor:.2e}, "
+            f"mean log p0 = {judge.lp_mean:.4f} +- {judge.lp_tol:.4f}"
+        )
         for sname, sde in sdes.items():
             for label, method, steps, opts in sampler_settings(quick):
                 t0 = time.perf_counter()
-                res = sample(sde, gm.score_fn(sde), (n, gm.dim), method=method, steps=steps,
-                             generator=torch.Generator().manual_seed(0), **opts)
+                res = sample(
+                    sde,
+                    gm.score_fn(sde),
+                    (n, gm.dim),
+                    method=method,
+                    steps=steps,
+                    generator=torch.Generator().manual_seed(0),
+                    **opts,
+                )
                 wall = time.perf_counter() - t0
                 m = judge.measure(res.x)
-                row = {"problem": pname, "sde": sname, "sampler": label, "method": method, "steps": steps,
-                       "options": ";".join(f"{k}={v}" for k, v in opts.items()), "nfe": res.nfe,
-                       "wall_s": round(wall, 3), "sliced_w2": m["sw"], "mmd2": m["mmd"], "mean_logp0": m["logp"],
-                       "sw_floor": judge.sw_floor, "mmd_floor": judge.mmd_floor, "logp_exact": judge.lp_mean,
-                       "logp_tol": judge.lp_tol, "passed": m["passed"], "nan": m["nan"]}
+                row = {
+                    "problem": pname,
+                    "sde": sname,
+                    "sampler": label,
+                    "method": method,
+                    "steps": steps,
+                    "options": ";".join(f"{k}={v}" for k, v in opts.items()),
+                    "nfe": res.nfe,
+                    "wall_s": round(wall, 3),
+                    "sliced_w2": m["sw"],
+                    "mmd2": m["mmd"],
+                    "mean_logp0": m["logp"],
+                    "sw_floor": judge.sw_floor,
+                    "mmd_floor": judge.mmd_floor,
+                    "logp_exact": judge.lp_mean,
+                    "logp_tol": judge.lp_tol,
+                    "passed": m["passed"],
+                    "nan": m["nan"],
+                }
                 rows.append(row)
-                print(f"{pname:7s} {sname:5s} {label:24s} steps={steps!s:5s} nfe={res.nfe:5d} "
-                      f"sw={m['sw']:.4f} mmd={m['mmd']:.2e} logp={m['logp']:.4f} "
-                      f"{'PASS' if m['passed'] else '    '} {wall:.2f}s", flush=True)
+                print(
+                    f"{pname:7s} {sname:5s} {label:24s} steps={steps!s:5s} nfe={res.nfe:5d} "
+                    f"sw={m['sw']:.4f} mmd={m['mmd']:.2e} logp={m['logp']:.4f} "
+                    f"{'PASS' if m['passed'] else '    '} {wall:.2f}s",
+                    flush=True,
+                )
     return rows
 
 
@@ -169,7 +219,16 @@ def overhead(quick: bool, repeats: int = 5) -> list:
         for _ in range(repeats):
             g = None if gen is None else torch.Generator().manual_seed(gen)
             t0 = time.perf_counter()
-            res = sample(sde, score_fn, (B, D), method=method, steps=steps, generator=g, denoise=False, **opts)
+            res = sample(
+                sde,
+                score_fn,
+                (B, D),
+                method=method,
+                steps=steps,
+                generator=g,
+                denoise=False,
+                **opts,
+            )
             ts = time.perf_counter() - t0
             with torch.no_grad():
                 t0 = time.perf_counter()
@@ -178,9 +237,20 @@ def overhead(quick: bool, repeats: int = 5) -> list:
                 tn = time.perf_counter() - t0
             ratios.append((ts - tn) / ts)
         frac = statistics.median(ratios)
-        rows.append({"sampler": label, "batch": B, "dim": D, "nfe": res.nfe, "outside_network_fraction": frac})
-        print(f"overhead {label:26s} B={B} nfe={res.nfe}: {100 * frac:5.1f}% of wall time outside the network "
-              f"(median of {repeats})", flush=True)
+        rows.append(
+            {
+                "sampler": label,
+                "batch": B,
+                "dim": D,
+                "nfe": res.nfe,
+                "outside_network_fraction": frac,
+            }
+        )
+        print(
+            f"overhead {label:26s} B={B} nfe={res.nfe}: {100 * frac:5.1f}% of wall time outside the network "
+            f"(median of {repeats})",
+            flush=True,
+        )
     return rows
 
 
@@ -201,13 +271,19 @@ def plot(path: str, rows: list) -> None:
 
     probs = sorted({r["problem"] for r in rows})
     sdes = ["vp", "subvp", "ve"]
-    fig, axes = plt.subplots(len(probs), len(sdes), figsize=(5 * len(sdes), 4 * len(probs)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(probs), len(sdes), figsize=(5 * len(sdes), 4 * len(probs)), squeeze=False
+    )
     for i, p in enumerate(probs):
         for j, s in enumerate(sdes):
             ax = axes[i][j]
             sub = [r for r in rows if r["problem"] == p and r["sde"] == s]
             for label in sorted({r["sampler"] for r in sub}):
-                pts = sorted((r["nfe"], r["sliced_w2"]) for r in sub if r["sampler"] == label and not r["nan"])
+                pts = sorted(
+                    (r["nfe"], r["sliced_w2"])
+                    for r in sub
+                    if r["sampler"] == label and not r["nan"]
+                )
                 if pts:
                     ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", label=label, ms=3)
             if sub:
@@ -232,8 +308,17 @@ def summary(rows: list) -> None:
         for s in ("vp", "subvp", "ve"):
             sub = [r for r in rows if r["problem"] == p and r["sde"] == s]
             ok = [r for r in sub if r["passed"]]
-            stable = [r for r in ok if all(q["passed"] for q in sub if q["sampler"] == r["sampler"]
-                                          and q["options"] == r["options"] and q["nfe"] >= r["nfe"])]
+            stable = [
+                r
+                for r in ok
+                if all(
+                    q["passed"]
+                    for q in sub
+                    if q["sampler"] == r["sampler"]
+                    and q["options"] == r["options"]
+                    and q["nfe"] >= r["nfe"]
+                )
+            ]
             fmt = (lambda b: f"{b['sampler']} steps={b['steps']} NFE={b['nfe']}") if ok else None
             a = fmt(min(ok, key=lambda r: r["nfe"])) if ok else "none passed"
             b = fmt(min(stable, key=lambda r: r["nfe"])) if stable else "none"
@@ -252,13 +337,23 @@ def read_csv(path: str) -> list:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="few settings, n = 1000 (smoke run)")
-    ap.add_argument("--n", type=int, default=None, help="samples per run (default 4000; 1000 with --quick)")
+    ap.add_argument(
+        "--n", type=int, default=None, help="samples per run (default 4000; 1000 with --quick)"
+    )
     ap.add_argument("--floor-sets", type=int, default=8, help="exact sets for the noise floors")
-    ap.add_argument("--no-overhead", action="store_true", help="skip the network-overhead measurement")
-    ap.add_argument("--overhead-only", action="store_true", help="only the network-overhead measurement")
-    ap.add_argument("--summary", action="store_true", help="only print the summary of the existing CSV")
+    ap.add_argument(
+        "--no-overhead", action="store_true", help="skip the network-overhead measurement"
+    )
+    ap.add_argument(
+        "--overhead-only", action="store_true", help="only the network-overhead measurement"
+    )
+    ap.add_argument(
+        "--summary", action="store_true", help="only print the summary of the existing CSV"
+    )
     args = ap.parse_args()
     if args.summary:
         summary(read_csv(os.path.join(RESULTS, f"samplers{'_quick' if args.quick else ''}.csv")))

@@ -38,9 +38,18 @@ MODELS = {
     "default (digits, mlp)": [],
     "unet_small (digits)": ["model=unet_small"],
 }
-COMMON = ["logger=none", "training.progress=false", "training.sample_every=0", "training.eval_every=0",
-          "training.checkpoint_every=0", "training.snapshot_every=0", "training.final_sample_n=0",
-          "training.final_likelihood_n=0", "training.plot=false", "training.log_every=50"]
+COMMON = [
+    "logger=none",
+    "training.progress=false",
+    "training.sample_every=0",
+    "training.eval_every=0",
+    "training.checkpoint_every=0",
+    "training.snapshot_every=0",
+    "training.final_sample_n=0",
+    "training.final_likelihood_n=0",
+    "training.plot=false",
+    "training.log_every=50",
+]
 
 
 def _one(label: str, device: str, steps: int, blocks: int, threads: int) -> dict:
@@ -58,7 +67,9 @@ def _one(label: str, device: str, steps: int, blocks: int, threads: int) -> dict
     dev = tr.device
     # bare: a copy of the same model, a fixed batch
     bare_model = copy.deepcopy(tr.model)
-    bare_opt = torch.optim.Adam(bare_model.parameters(), **tr.optimizer.defaults)  # same Adam (fused)
+    bare_opt = torch.optim.Adam(
+        bare_model.parameters(), **tr.optimizer.defaults
+    )  # same Adam (fused)
     x, _ = tr.train_ds.get_batch(torch.arange(cfg.training.batch_size))
     x = x.to(dev)
     if tr.channels_last:
@@ -106,12 +117,21 @@ def _one(label: str, device: str, steps: int, blocks: int, threads: int) -> dict
         mem_kind = "process ru_maxrss"
     B = int(cfg.training.batch_size)
     return {
-        "model": label, "device": str(dev), "threads": threads, "batch": B,
+        "model": label,
+        "device": str(dev),
+        "threads": threads,
+        "batch": B,
         "params": sum(p.numel() for p in tr.model.parameters()),
-        "steps_per_s": 1.0 / loop_s, "samples_per_s": B / loop_s,
-        "bare_steps_per_s": 1.0 / bare_s, "loop_ms": loop_s * 1e3, "bare_ms": bare_s * 1e3,
-        "overhead_pct": (loop_s / bare_s - 1.0) * 100.0, "peak_mem_mib": peak, "mem_kind": mem_kind,
-        "blocks": blocks, "steps_per_block": steps,
+        "steps_per_s": 1.0 / loop_s,
+        "samples_per_s": B / loop_s,
+        "bare_steps_per_s": 1.0 / bare_s,
+        "loop_ms": loop_s * 1e3,
+        "bare_ms": bare_s * 1e3,
+        "overhead_pct": (loop_s / bare_s - 1.0) * 100.0,
+        "peak_mem_mib": peak,
+        "mem_kind": mem_kind,
+        "blocks": blocks,
+        "steps_per_block": steps,
     }
 
 
@@ -137,15 +157,29 @@ def main() -> None:
             heavy = "unet" in label and device == "cpu"
             steps = (3 if heavy else 20) if args.quick else (5 if heavy else 50)
             blocks = 3 if args.quick else 5
-            cmd = [sys.executable, __file__, "--one", label, "--device", device, "--steps", str(steps),
-                   "--blocks", str(blocks), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                label,
+                "--device",
+                device,
+                "--steps",
+                str(steps),
+                "--blocks",
+                str(blocks),
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{row['model']:>24} {row['device']:>5}: {row['steps_per_s']:7.2f} steps/s "
-                  f"{row['samples_per_s']:8.0f} samples/s  loop {row['loop_ms']:7.1f} ms  bare "
-                  f"{row['bare_ms']:7.1f} ms  overhead {row['overhead_pct']:+5.1f}%  peak {row['peak_mem_mib']:.0f} MiB",
-                  flush=True)
+            print(
+                f"{row['model']:>24} {row['device']:>5}: {row['steps_per_s']:7.2f} steps/s "
+                f"{row['samples_per_s']:8.0f} samples/s  loop {row['loop_ms']:7.1f} ms  bare "
+                f"{row['bare_ms']:7.1f} ms  overhead {row['overhead_pct']:+5.1f}%  peak {row['peak_mem_mib']:.0f} MiB",
+                flush=True,
+            )
     res = HERE / "results"
     res.mkdir(exist_ok=True)
     with open(res / "training.csv", "w", newline="") as f:
@@ -153,17 +187,22 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     lines = [
-        "# Training-loop benchmark (benchmarks/training.py)", "",
-        (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-         f"{args.threads} intra-op thread(s); medians over alternating timing blocks; the machine may be shared."),
+        "# Training-loop benchmark (benchmarks/training.py)",
+        "",
+        (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{args.threads} intra-op thread(s); medians over alternating timing blocks; the machine may be shared."
+        ),
         "",
         "| model | device | params | batch | steps/s | samples/s | loop ms/step | bare ms/step | overhead | peak memory |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['device']} | {r['params']:,} | {r['batch']} | {r['steps_per_s']:.2f} | "
-                     f"{r['samples_per_s']:.0f} | {r['loop_ms']:.1f} | {r['bare_ms']:.1f} | "
-                     f"{r['overhead_pct']:+.1f}% | {r['peak_mem_mib']:.0f} MiB ({r['mem_kind']}) |")
+        lines.append(
+            f"| {r['model']} | {r['device']} | {r['params']:,} | {r['batch']} | {r['steps_per_s']:.2f} | "
+            f"{r['samples_per_s']:.0f} | {r['loop_ms']:.1f} | {r['bare_ms']:.1f} | "
+            f"{r['overhead_pct']:+.1f}% | {r['peak_mem_mib']:.0f} MiB ({r['mem_kind']}) |"
+        )
     (res / "training.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

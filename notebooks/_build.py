@@ -30,7 +30,7 @@ def code(text: str) -> nbformat.NotebookNode:
 
 def settings(extra: str, numpy: bool = True) -> nbformat.NotebookNode:
     """The first code cell of every notebook: the FAST switch and the sizes it selects."""
-    head = '''\
+    head = """\
         import os
         import time
 
@@ -44,7 +44,7 @@ def settings(extra: str, numpy: bool = True) -> nbformat.NotebookNode:
         torch.set_num_threads(1)  # the models here are small: one thread is the fastest on a CPU
         SEED = 0
         torch.manual_seed(SEED)
-    '''
+    """
     if not numpy:
         head = head.replace("        import numpy as np\n", "")
     return code(textwrap.dedent(head) + textwrap.dedent(extra))
@@ -53,10 +53,16 @@ def settings(extra: str, numpy: bool = True) -> nbformat.NotebookNode:
 def write(name: str, cells: list) -> None:
     nb = v4.new_notebook()
     nb.cells = cells
-    for i, cell in enumerate(nb.cells):  # stable ids: rebuilding an unchanged notebook changes nothing
+    for i, cell in enumerate(
+        nb.cells
+    ):  # stable ids: rebuilding an unchanged notebook changes nothing
         cell.id = f"{name.split('_')[0]}-{i:02d}"
     nb.metadata = {
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "kernelspec": {
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+            "name": "python3",
+        },
         "language_info": {"name": "python"},
     }
     nbformat.validate(nb)

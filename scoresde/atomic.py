@@ -23,7 +23,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent
+    )
     os.close(fd)
     try:
         write(Path(tmp))
@@ -41,7 +43,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
-def write_json_atomic(path: str | Path, obj: Any, indent: int = 2, default: Callable | None = None) -> Path:
+def write_json_atomic(
+    path: str | Path, obj: Any, indent: int = 2, default: Callable | None = None
+) -> Path:
     """Atomically write ``obj`` as JSON (``default`` converts objects json cannot)."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=default) + "\n")
 

@@ -56,7 +56,9 @@ def find_checkpoint(path: PathLike) -> Path:
     return p
 
 
-def load_checkpoint(path: PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: PathLike, map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
 
     ``path`` may be a run directory. Raises :class:`CheckpointError` when the file is missing,
@@ -65,8 +67,17 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device | None = "c
     p = find_checkpoint(path)
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"corrupt or unreadable checkpoint {p}: {type(e).__name__}: {e}") from e
+    except (
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+    ) as e:
+        raise CheckpointError(
+            f"corrupt or unreadable checkpoint {p}: {type(e).__name__}: {e}"
+        ) from e
     if not isinstance(state, dict):
         raise CheckpointError(f"{p} is not a scoresde checkpoint (got a {type(state).__name__})")
     fmt = state.get("format")

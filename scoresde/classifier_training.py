@@ -42,16 +42,27 @@ CLASSIFIER_KIND = "classifier"
 NET_KEYS = ("hidden", "num_blocks", "channels", "embed_dim")
 
 
-def classifier_loss(classifier: torch.nn.Module, sde: SDE, x0: Tensor, y: Tensor, *, eps: float = 1e-5,
-                    generator: torch.Generator | None = None) -> Tensor:
+def classifier_loss(
+    classifier: torch.nn.Module,
+    sde: SDE,
+    x0: Tensor,
+    y: Tensor,
+    *,
+    eps: float = 1e-5,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Mean cross-entropy of ``classifier(x_t, t)`` with x_t ~ p_{0t}(. | x0), t ~ U(eps, T); scalar."""
     if x0.shape[0] != y.shape[0]:
-        raise ValueError(f"x0 and y must have the same batch size, got {x0.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"x0 and y must have the same batch size, got {x0.shape[0]} and {y.shape[0]}"
+        )
     if not 0.0 < eps < sde.T:
         raise ValueError(f"eps must lie in (0, T = {sde.T}), got {eps}")
     B = x0.shape[0]
     gdev = generator.device if generator is not None else x0.device
-    t = eps + (sde.T - eps) * torch.rand(B, generator=generator, device=gdev, dtype=x0.dtype).to(x0.device)
+    t = eps + (sde.T - eps) * torch.rand(B, generator=generator, device=gdev, dtype=x0.dtype).to(
+        x0.device
+    )
     z = torch.randn(x0.shape, generator=generator, device=gdev, dtype=x0.dtype).to(x0.device)
     mean, std = sde.marginal_prob(x0, t)
     logits = classifier(mean + batch_view(std, x0) * z, t)
@@ -59,8 +70,14 @@ def classifier_loss(classifier: torch.nn.Module, sde: SDE, x0: Tensor, y: Tensor
 
 
 @torch.no_grad()
-def noisy_accuracy(classifier: torch.nn.Module, sde: SDE, x0: Tensor, y: Tensor, t: float,
-                   generator: torch.Generator | None = None) -> float:
+def noisy_accuracy(
+    classifier: torch.nn.Module,
+    sde: SDE,
+    x0: Tensor,
+    y: Tensor,
+    t: float,
+    generator: torch.Generator | None = None,
+) -> float:
     """Accuracy of ``classifier`` on x_t ~ p_{0t}(. | x0) at a fixed time t."""
     tt = torch.full((x0.shape[0],), float(t), dtype=x0.dtype, device=x0.device)
     mean, std = sde.marginal_prob(x0, tt)
@@ -80,10 +97,21 @@ class ClassifierResult:
     seconds: float = 0.0
 
 
-def fit_classifier(classifier: NoisyClassifier, sde: SDE, dataset: Any, *, steps: int = 1000,
-                   batch_size: int = 128, lr: float = 1e-3, eps: float = 1e-5, seed: int = 0,
-                   device: str | torch.device = "cpu", log_every: int = 0, logger: Any = None,
-                   progress: bool = False) -> list[float]:
+def fit_classifier(
+    classifier: NoisyClassifier,
+    sde: SDE,
+    dataset: Any,
+    *,
+    steps: int = 1000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    eps: float = 1e-5,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    log_every: int = 0,
+    logger: Any = None,
+    progress: bool = False,
+) -> list[float]:
     """Adam on :func:`classifier_loss` for ``steps`` steps; returns the per-step losses.
 
     ``dataset`` has ``get_batch(idx) -> (x, y)`` (scoresde.data sets) or is a ``(x, y)`` pair of tensors.
@@ -159,25 +187,43 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     info = dict(train_set.info)
     num_classes = info.get("num_classes")
     if not num_classes or int(num_classes) < 2:
-        raise ValueError(f"task=classifier needs a data set with >= 2 classes; data.name={cfg.data.name!r} has "
-                         f"num_classes={num_classes!r}")
+        raise ValueError(
+            f"task=classifier needs a data set with >= 2 classes; data.name={cfg.data.name!r} has "
+            f"num_classes={num_classes!r}"
+        )
     net_kwargs = {k: int(_cfg_get(task, k)) for k in NET_KEYS if _cfg_get(task, k) is not None}
     clf = NoisyClassifier(info["shape"], int(num_classes), sde=sde, **net_kwargs)
     logger = None
     from .logging import make_logger
 
-    logger = make_logger(cfg.logger, cfg, run_dir, name=f"classifier-{run_dir.name}") if "logger" in cfg else None
+    logger = (
+        make_logger(cfg.logger, cfg, run_dir, name=f"classifier-{run_dir.name}")
+        if "logger" in cfg
+        else None
+    )
     try:
         losses = fit_classifier(
-            clf, sde, train_set, steps=int(_cfg_get(task, "steps", 1000)),
-            batch_size=int(_cfg_get(task, "batch_size", 128)), lr=float(_cfg_get(task, "lr", 1e-3)),
-            eps=float(_cfg_get(task, "eps", 1e-5)), seed=int(_cfg_get(cfg, "seed", 0)), device=device,
-            log_every=int(_cfg_get(task, "log_every", 50)), logger=logger,
+            clf,
+            sde,
+            train_set,
+            steps=int(_cfg_get(task, "steps", 1000)),
+            batch_size=int(_cfg_get(task, "batch_size", 128)),
+            lr=float(_cfg_get(task, "lr", 1e-3)),
+            eps=float(_cfg_get(task, "eps", 1e-5)),
+            seed=int(_cfg_get(cfg, "seed", 0)),
+            device=device,
+            log_every=int(_cfg_get(task, "log_every", 50)),
+            logger=logger,
             progress=bool(_cfg_get(task, "progress", False)),
         )
-        metrics = _evaluate(clf, sde, build_dataset(cfg.data, "test"), device,
-                            [float(v) for v in _cfg_get(task, "eval_times", [0.01, 0.25, 0.5, 0.75])],
-                            int(_cfg_get(task, "eval_n", 512)))
+        metrics = _evaluate(
+            clf,
+            sde,
+            build_dataset(cfg.data, "test"),
+            device,
+            [float(v) for v in _cfg_get(task, "eval_times", [0.01, 0.25, 0.5, 0.75])],
+            int(_cfg_get(task, "eval_n", 512)),
+        )
         metrics["final_loss"] = sum(losses[-50:]) / len(losses[-50:])
         if logger is not None:
             logger.log({f"classifier/{k}": v for k, v in metrics.items()}, step=len(losses))
@@ -191,14 +237,19 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
         "optimizer": None,
         "step": len(losses),
         "rng": torch.get_rng_state(),
-        "config": OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg),
+        "config": OmegaConf.to_container(cfg, resolve=True)
+        if OmegaConf.is_config(cfg)
+        else dict(cfg),
         "data_info": info,
         "classifier": clf.config,
     }
     ckpt = save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
     _write_json(run_dir / "classifier_metrics.json", metrics)
     print(f"classifier checkpoint: {ckpt}")
-    print("held-out accuracy: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("acc")))
+    print(
+        "held-out accuracy: "
+        + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("acc"))
+    )
     return ClassifierResult(clf, losses, ckpt, metrics, time.perf_counter() - start)
 
 
@@ -207,14 +258,19 @@ def _evaluate(clf, sde, test_set, device, times, n) -> dict[str, float]:
     idx = torch.arange(min(n, N))
     x0, y = get_batch(idx)
     g = torch.Generator().manual_seed(1234)
-    return {f"acc_t{t:g}": noisy_accuracy(clf, sde, x0.to(device, torch.float32), y, t, g) for t in times}
+    return {
+        f"acc_t{t:g}": noisy_accuracy(clf, sde, x0.to(device, torch.float32), y, t, g)
+        for t in times
+    }
 
 
 def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
     write_json_atomic(path, obj)
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[NoisyClassifier, dict[str, Any]]:
+def load_classifier(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[NoisyClassifier, dict[str, Any]]:
     """Load a classifier checkpoint (a run directory or file) written by :func:`train_classifier`.
 
     Returns ``(classifier in eval mode with its SDE attached, checkpoint dict)``; the checkpoint's
@@ -224,13 +280,17 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
 
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CLASSIFIER_KIND or "classifier" not in state:
-        raise CheckpointError(f"{path} is not a classifier checkpoint (train one with "
-                              "python -m scoresde.train task=classifier)")
+        raise CheckpointError(
+            f"{path} is not a classifier checkpoint (train one with "
+            "python -m scoresde.train task=classifier)"
+        )
     kw = dict(state["classifier"])
     sde = build_sde(state["config"]["sde"])
     clf = NoisyClassifier(kw.pop("data_shape"), int(kw.pop("num_classes")), sde=sde, **kw)
     try:
         clf.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: classifier weights do not fit its recorded architecture: {e}") from e
+        raise CheckpointError(
+            f"{path}: classifier weights do not fit its recorded architecture: {e}"
+        ) from e
     return clf.to(device).eval(), state

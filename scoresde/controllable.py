@@ -85,10 +85,10 @@ def make_mask(name: str, shape: Sequence[int]) -> Tensor:
         if name in ("half", "left_half", "top_half"):
             m[:h] = 1
         elif name in ("right_half", "bottom_half"):
-            m[D - h:] = 1
+            m[D - h :] = 1
         else:
             m[:] = 1
-            m[D // 4: D // 4 + max(D // 2, 1)] = 0
+            m[D // 4 : D // 4 + max(D // 2, 1)] = 0
         return m
     if len(shape) != 3:
         raise ValueError(f"shape must be [D] or [C, H, W], got {list(shape)}")
@@ -97,14 +97,14 @@ def make_mask(name: str, shape: Sequence[int]) -> Tensor:
     if name in ("half", "left_half"):
         m[..., : (W + 1) // 2] = 1
     elif name == "right_half":
-        m[..., W // 2:] = 1
+        m[..., W // 2 :] = 1
     elif name == "top_half":
         m[:, : (H + 1) // 2, :] = 1
     elif name == "bottom_half":
-        m[:, H // 2:, :] = 1
+        m[:, H // 2 :, :] = 1
     else:
         m[:] = 1
-        m[:, H // 4: H // 4 + max(H // 2, 1), W // 4: W // 4 + max(W // 2, 1)] = 0
+        m[:, H // 4 : H // 4 + max(H // 2, 1), W // 4 : W // 4 + max(W // 2, 1)] = 0
     return m
 
 
@@ -125,7 +125,9 @@ def prepare_mask(mask: Tensor, data: Tensor) -> Tensor:
             f"(expected [*dims] = {list(data.shape[1:])}, [1, *dims] or [B, *dims])"
         ) from err
     if tuple(out_shape) != tuple(data.shape):
-        raise ValueError(f"mask shape {list(mask.shape)} does not match the data shape {list(data.shape)}")
+        raise ValueError(
+            f"mask shape {list(mask.shape)} does not match the data shape {list(data.shape)}"
+        )
     mask = mask.to(device=data.device, dtype=data.dtype)
     if not torch.all((mask == 0) | (mask == 1)):
         raise ValueError("mask values must be 0 (generate) or 1 (known)")
@@ -173,7 +175,9 @@ class _Noise:
         if seeds is not None:
             seeds = torch.as_tensor(seeds, dtype=torch.long).reshape(-1)
             if seeds.shape[0] != like.shape[0]:
-                raise ValueError(f"seeds must hold one integer per sample ({like.shape[0]}), got {seeds.shape[0]}")
+                raise ValueError(
+                    f"seeds must hold one integer per sample ({like.shape[0]}), got {seeds.shape[0]}"
+                )
             self.keyed = KeyedNoise(seeds ^ _SEED_SALT, like.shape[1:], like.dtype, like.device)
 
     def __call__(self, dtype: torch.dtype) -> Tensor:
@@ -196,8 +200,13 @@ def _time_batch(t: Tensor, x: Tensor) -> Tensor:
     return t.expand(x.shape[0]) if t.dim() == 0 else t
 
 
-def inpaint_projection(sde: SDE, data: Tensor, mask: Tensor, generator: torch.Generator | None = None,
-                       seeds: Tensor | None = None) -> Projection:
+def inpaint_projection(
+    sde: SDE,
+    data: Tensor,
+    mask: Tensor,
+    generator: torch.Generator | None = None,
+    seeds: Tensor | None = None,
+) -> Projection:
     """``project(x, t)`` replacing the known part by the forward-perturbed data at time t.
 
     ``x <- mask * (m(t) data + std(t) z) + (1 - mask) * x`` with fresh z ~ N(0, I) from ``generator``
@@ -207,22 +216,27 @@ def inpaint_projection(sde: SDE, data: Tensor, mask: Tensor, generator: torch.Ge
     not depend on how a run is split into batches -- else from ``generator``.
     """
     if not isinstance(data, Tensor) or data.dim() < 2:
-        raise ValueError(f"data must be a tensor [B, *dims], got {getattr(data, 'shape', type(data))}")
+        raise ValueError(
+            f"data must be a tensor [B, *dims], got {getattr(data, 'shape', type(data))}"
+        )
     mask = prepare_mask(mask, data)
     data = torch.where(mask > 0, data, torch.zeros_like(data))
     noise = _Noise(data, generator, seeds)
 
     def project(x: Tensor, t: Tensor) -> Tensor:
         if x.shape != data.shape:
-            raise ValueError(f"state shape {list(x.shape)} does not match the data shape {list(data.shape)}")
+            raise ValueError(
+                f"state shape {list(x.shape)} does not match the data shape {list(data.shape)}"
+            )
         known = _perturb(sde, data.to(x.dtype), _time_batch(t, x), noise(x.dtype))
         return torch.where(mask.to(x.dtype) > 0, known, x)
 
     return project
 
 
-def colorization_projection(sde: SDE, gray: Tensor, generator: torch.Generator | None = None,
-                            seeds: Tensor | None = None) -> Projection:
+def colorization_projection(
+    sde: SDE, gray: Tensor, generator: torch.Generator | None = None, seeds: Tensor | None = None
+) -> Projection:
     """``project(x, t)`` for colorization: inpaint channel 0 of the decoupled space.
 
     ``gray`` is [B, 1, ...] grey levels (the channel mean, as :func:`to_grayscale`) or [B, 3, ...]
@@ -243,7 +257,9 @@ def colorization_projection(sde: SDE, gray: Tensor, generator: torch.Generator |
 
     def project(x: Tensor, t: Tensor) -> Tensor:
         if x.shape != data_u.shape:
-            raise ValueError(f"state shape {list(x.shape)} does not match the images {list(data_u.shape)}")
+            raise ValueError(
+                f"state shape {list(x.shape)} does not match the images {list(data_u.shape)}"
+            )
         u = decouple(x)
         known = _perturb(sde, data_u.to(x.dtype), _time_batch(t, x), noise(x.dtype))
         return couple(torch.where(mask_u.to(x.dtype) > 0, known, u))
@@ -263,9 +279,18 @@ def _sampler_seeds(n: int, generator: torch.Generator | None, seeds) -> Tensor |
     return None
 
 
-def inpaint(sde: SDE, score_fn: ScoreFn, data: Tensor, mask: Tensor, *,
-            generator: torch.Generator | None = None, seeds: Tensor | None = None, method: str = "pc",
-            steps: int | None = None, **sampler_options: Any):
+def inpaint(
+    sde: SDE,
+    score_fn: ScoreFn,
+    data: Tensor,
+    mask: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    seeds: Tensor | None = None,
+    method: str = "pc",
+    steps: int | None = None,
+    **sampler_options: Any,
+):
     """Inpaint ``data`` [B, *dims] where ``mask == 0``; returns the sampler's ``SampleResult``.
 
     Runs ``scoresde.sampling.sample`` from the prior with :func:`inpaint_projection` as ``project``;
@@ -274,15 +299,28 @@ def inpaint(sde: SDE, score_fn: ScoreFn, data: Tensor, mask: Tensor, *,
     independent; other keyword arguments go to ``sample``.
     """
     seeds = _sampler_seeds(data.shape[0], generator, seeds)
-    project = inpaint_projection(sde, data, mask, generator=None if seeds is not None else generator, seeds=seeds)
+    project = inpaint_projection(
+        sde, data, mask, generator=None if seeds is not None else generator, seeds=seeds
+    )
     return _run_projected(sde, score_fn, data, project, seeds, method, steps, sampler_options)
 
 
-def colorize(sde: SDE, score_fn: ScoreFn, gray: Tensor, *, generator: torch.Generator | None = None,
-             seeds: Tensor | None = None, method: str = "pc", steps: int | None = None, **sampler_options: Any):
+def colorize(
+    sde: SDE,
+    score_fn: ScoreFn,
+    gray: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    seeds: Tensor | None = None,
+    method: str = "pc",
+    steps: int | None = None,
+    **sampler_options: Any,
+):
     """Colorize grey images ``gray`` [B, 1, H, W] (or RGB [B, 3, H, W], made grey); returns a SampleResult."""
     seeds = _sampler_seeds(gray.shape[0], generator, seeds)
-    project = colorization_projection(sde, gray, generator=None if seeds is not None else generator, seeds=seeds)
+    project = colorization_projection(
+        sde, gray, generator=None if seeds is not None else generator, seeds=seeds
+    )
     like = gray if gray.shape[1] == 3 else gray.expand(-1, 3, *gray.shape[2:])
     return _run_projected(sde, score_fn, like, project, seeds, method, steps, sampler_options)
 
@@ -292,8 +330,16 @@ def _run_projected(sde, score_fn, like, project, seeds, method, steps, sampler_o
         if key in sampler_options:
             raise ValueError(f"{key} is set by inpaint/colorize; do not pass it")
     opts = {"dtype": like.dtype, "device": like.device, **sampler_options}
-    return sample(sde, score_fn, tuple(like.shape), method=method, steps=steps, seeds=seeds,
-                  project=project, **opts)
+    return sample(
+        sde,
+        score_fn,
+        tuple(like.shape),
+        method=method,
+        steps=steps,
+        seeds=seeds,
+        project=project,
+        **opts,
+    )
 
 
 def check_t0(sde: SDE, t0: float) -> float:
@@ -306,9 +352,20 @@ def check_t0(sde: SDE, t0: float) -> float:
     return t0
 
 
-def sdedit(sde: SDE, score_fn: ScoreFn, guide: Tensor, t0: float, n_per_guide: int = 1, *,
-           generator: torch.Generator | None = None, seeds: Tensor | None = None, method: str = "pc",
-           steps: int | None = None, eps: float = 1e-3, **sampler_options: Any):
+def sdedit(
+    sde: SDE,
+    score_fn: ScoreFn,
+    guide: Tensor,
+    t0: float,
+    n_per_guide: int = 1,
+    *,
+    generator: torch.Generator | None = None,
+    seeds: Tensor | None = None,
+    method: str = "pc",
+    steps: int | None = None,
+    eps: float = 1e-3,
+    **sampler_options: Any,
+):
     """SDEdit (Meng et al. 2022): x_{t0} = m(t0) guide + std(t0) z, then the reverse process from t0.
 
     Args:
@@ -327,7 +384,9 @@ def sdedit(sde: SDE, score_fn: ScoreFn, guide: Tensor, t0: float, n_per_guide: i
     if isinstance(n_per_guide, bool) or not isinstance(n_per_guide, int) or n_per_guide < 1:
         raise ValueError(f"n_per_guide must be an integer >= 1, got {n_per_guide!r}")
     if not isinstance(guide, Tensor) or guide.dim() < 2:
-        raise ValueError(f"guide must be a tensor [G, *dims], got {getattr(guide, 'shape', type(guide))}")
+        raise ValueError(
+            f"guide must be a tensor [G, *dims], got {getattr(guide, 'shape', type(guide))}"
+        )
     for key in ("x_init", "t_start"):
         if key in sampler_options:
             raise ValueError(f"{key} is set by sdedit from guide and t0; do not pass it")
@@ -338,8 +397,18 @@ def sdedit(sde: SDE, score_fn: ScoreFn, guide: Tensor, t0: float, n_per_guide: i
     x_t0 = _perturb(sde, x0, t, z)
     if t0 <= eps:
         return _tweedie_only(sde, score_fn, x_t0, t, bool(sampler_options.get("denoise", True)))
-    return sample(sde, score_fn, None, method=method, steps=steps, seeds=seeds, eps=eps,
-                  x_init=x_t0, t_start=t0, **sampler_options)
+    return sample(
+        sde,
+        score_fn,
+        None,
+        method=method,
+        steps=steps,
+        seeds=seeds,
+        eps=eps,
+        x_init=x_t0,
+        t_start=t0,
+        **sampler_options,
+    )
 
 
 def _tweedie_only(sde, score_fn, x, t, denoise):

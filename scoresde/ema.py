@@ -26,7 +26,9 @@ class EMA:
             p.requires_grad_(False)
         self._cache: tuple | None = None
 
-    def _pairs(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[tuple[Tensor, Tensor]]]:
+    def _pairs(
+        self, model: nn.Module
+    ) -> tuple[list[Tensor], list[Tensor], list[tuple[Tensor, Tensor]]]:
         """(ema params, model params, buffer pairs), built once per source model (walking the
         module tree every step costs more than the update itself for small models)."""
         if self._cache is None or self._cache[0] is not model:

@@ -75,7 +75,9 @@ def load_samples_npz(path: str | Path) -> Tensor:
     if x.dim() == 3:
         x = x[:, None]
     if x.dim() not in (2, 4):
-        raise ValueError(f"{path}: samples must be [N, D], [N, H, W] or [N, C, H, W], got {tuple(x.shape)}")
+        raise ValueError(
+            f"{path}: samples must be [N, D], [N, H, W] or [N, C, H, W], got {tuple(x.shape)}"
+        )
     return x
 
 
@@ -138,8 +140,15 @@ def compute_metrics(
     ``extractor(x) -> [N, F]`` (default: flatten). Randomised metrics draw from a generator seeded
     with ``seed``. Returns ``{name: value}`` (kid -> kid, kid_std; pr -> precision, recall).
     """
-    o = {"sw_projections": 256, "sw_p": 2, "mmd_bandwidth": None, "kid_subsets": 100,
-         "kid_subset_size": 1000, "pr_k": 3, **dict(options or {})}
+    o = {
+        "sw_projections": 256,
+        "sw_p": 2,
+        "mmd_bandwidth": None,
+        "kid_subsets": 100,
+        "kid_subset_size": 1000,
+        "pr_k": 3,
+        **dict(options or {}),
+    }
     g = torch.Generator().manual_seed(int(seed))
     out: dict[str, float] = {}
     xf, xr = fake.reshape(fake.shape[0], -1), real.reshape(real.shape[0], -1)
@@ -161,7 +170,10 @@ def compute_metrics(
             out["fd"] = M.frechet_distance(mu_f, s_f, mu_r, s_r)
         if "kid" in metrics:
             out["kid"], out["kid_std"] = M.kid(
-                ff, fr, num_subsets=int(o["kid_subsets"]), subset_size=int(o["kid_subset_size"]),
+                ff,
+                fr,
+                num_subsets=int(o["kid_subsets"]),
+                subset_size=int(o["kid_subset_size"]),
                 generator=g,
             )
         if "pr" in metrics:
@@ -190,8 +202,15 @@ def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, fl
 
 
 # ---------------------------------------------------------------------------- sampling
-def _draw(run: Any, n: int, seed: int, batch_size: int, sampler_opts: Mapping[str, Any],
-          device: str, progress: bool) -> tuple[Tensor, int]:
+def _draw(
+    run: Any,
+    n: int,
+    seed: int,
+    batch_size: int,
+    sampler_opts: Mapping[str, Any],
+    device: str,
+    progress: bool,
+) -> tuple[Tensor, int]:
     """n samples from the run's model with a CPU generator seeded by ``seed``; returns (x, nfe).
 
     The sampler keys its noise per sample from the generator, so a seed gives the same set for
@@ -266,7 +285,9 @@ def run_evaluation(
     Images are compared in [-1, 1] (mapped from the data range) and, with ``clip``, samples are
     clamped to it. Vector data are compared as they are."""
     if (ckpt is None) == (samples is None):
-        raise ValueError("give exactly one of ckpt (a run directory / checkpoint) or samples (an .npz)")
+        raise ValueError(
+            "give exactly one of ckpt (a run directory / checkpoint) or samples (an .npz)"
+        )
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     seeds = [int(s) for s in seeds]
@@ -290,7 +311,9 @@ def run_evaluation(
     else:
         cfg_data = data if data else (run.cfg.data if run is not None else None)
         if not cfg_data:
-            raise ValueError("no reference data: pass reference=FILE.npz or data=<name> (or a ckpt)")
+            raise ValueError(
+                "no reference data: pass reference=FILE.npz or data=<name> (or a ckpt)"
+            )
         from scoresde.runs import build_dataset
 
         ds = build_dataset(cfg_data, split)
@@ -343,7 +366,9 @@ def run_evaluation(
         else:
             g = torch.Generator().manual_seed(seed)
             n = pool.shape[0] if num_samples is None else min(int(num_samples), pool.shape[0])
-            fake = pool[torch.randperm(pool.shape[0], generator=g)[:n]] if n < pool.shape[0] else pool
+            fake = (
+                pool[torch.randperm(pool.shape[0], generator=g)[:n]] if n < pool.shape[0] else pool
+            )
         if not torch.isfinite(fake).all():
             raise ValueError(f"seed {seed}: samples contain NaN or inf (sampler diverged?)")
         if kind == "image":  # to [-1, 1], clipped as writing 8-bit images would
@@ -353,8 +378,15 @@ def run_evaluation(
             Path(sample_dir).mkdir(parents=True, exist_ok=True)
             np.savez_compressed(Path(sample_dir) / f"samples_seed{seed}.npz", x=fake.numpy())
         row = compute_metrics(
-            fake, real, names, extractor=extractor, real_features=real_feats, real_stats=real_stats,
-            seed=seed, options=options, inception_weights=inception_weights,
+            fake,
+            real,
+            names,
+            extractor=extractor,
+            real_features=real_feats,
+            real_stats=real_stats,
+            seed=seed,
+            options=options,
+            inception_weights=inception_weights,
         )
         per_seed.append({"seed": seed, "n": int(fake.shape[0]), **row})
     summary = summarize([{k: v for k, v in r.items() if k != "n"} for r in per_seed])
@@ -401,13 +433,25 @@ def main() -> None:
         out_dir = Path(HydraConfig.get().runtime.output_dir)
         plain = OmegaConf.to_container(cfg, resolve=True)
         report = run_evaluation(
-            ckpt=cfg.ckpt, samples=cfg.samples, reference=cfg.reference,
-            data=plain.get("data"), split=cfg.split, num_reference=cfg.num_reference,
-            num_samples=cfg.num_samples, seeds=list(cfg.seeds), batch_size=int(cfg.batch_size),
-            metrics=plain["metrics"], features=cfg.features, feature_cache=cfg.feature_cache,
-            inception_weights=cfg.inception_weights, options=plain["options"],
-            sampler=plain.get("sampler") or {}, use_ema=bool(cfg.use_ema), device=str(cfg.device),
-            progress=bool(cfg.progress), sample_dir=out_dir if cfg.save_samples else None,
+            ckpt=cfg.ckpt,
+            samples=cfg.samples,
+            reference=cfg.reference,
+            data=plain.get("data"),
+            split=cfg.split,
+            num_reference=cfg.num_reference,
+            num_samples=cfg.num_samples,
+            seeds=list(cfg.seeds),
+            batch_size=int(cfg.batch_size),
+            metrics=plain["metrics"],
+            features=cfg.features,
+            feature_cache=cfg.feature_cache,
+            inception_weights=cfg.inception_weights,
+            options=plain["options"],
+            sampler=plain.get("sampler") or {},
+            use_ema=bool(cfg.use_ema),
+            device=str(cfg.device),
+            progress=bool(cfg.progress),
+            sample_dir=out_dir if cfg.save_samples else None,
             clip=bool(cfg.clip),
         )
         report["config"] = plain

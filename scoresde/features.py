@@ -233,7 +233,9 @@ def train_feature_net(
 # ---------------------------------------------------------------------------- cache
 def default_cache_dir() -> Path:
     """``$SCORESDE_CACHE/features`` if set, else ``~/.cache/scoresde/features``."""
-    base = os.environ.get("SCORESDE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "scoresde")
+    base = os.environ.get("SCORESDE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "scoresde"
+    )
     return Path(base) / "features"
 
 
@@ -281,7 +283,9 @@ def load_feature_net(
         raise FileNotFoundError(
             f"no feature net at {path}: run `python -m scoresde.features dataset={dataset}`"
         )
-    log.info("no cached %s feature net at %s: training one (python -m scoresde.features)", dataset, path)
+    log.info(
+        "no cached %s feature net at %s: training one (python -m scoresde.features)", dataset, path
+    )
     net, info = train_feature_net(dataset, device=device, **train_kwargs)
     save_feature_net(path, net, info)
     log.info("feature net %s: test accuracy %.4f", path, info["test_accuracy"])
@@ -446,17 +450,27 @@ def _cli() -> None:
         path = feature_net_path(dataset, cfg.cache_dir)
         if path.exists() and not cfg.force:
             _, info = _load_file(path, "cpu")
-            print(f"cached feature net {path}: test accuracy {info['test_accuracy']:.4f} "
-                  f"(force=true retrains)")
+            print(
+                f"cached feature net {path}: test accuracy {info['test_accuracy']:.4f} "
+                f"(force=true retrains)"
+            )
         else:
             net, info = train_feature_net(
-                dataset, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=float(cfg.lr),
-                seed=int(cfg.seed), width=cfg.width, feature_dim=cfg.feature_dim,
-                device=str(cfg.device), progress=bool(cfg.progress),
+                dataset,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                lr=float(cfg.lr),
+                seed=int(cfg.seed),
+                width=cfg.width,
+                feature_dim=cfg.feature_dim,
+                device=str(cfg.device),
+                progress=bool(cfg.progress),
             )
             save_feature_net(path, net.cpu(), info)
-            print(f"trained feature net {path}: test accuracy {info['test_accuracy']:.4f} "
-                  f"in {info['train_seconds']:.1f} s")
+            print(
+                f"trained feature net {path}: test accuracy {info['test_accuracy']:.4f} "
+                f"in {info['train_seconds']:.1f} s"
+            )
         out = Path(HydraConfig.get().runtime.output_dir) / "features.json"
         write_json_atomic(out, {"path": str(path), **info})
         return info

@@ -53,7 +53,15 @@ from .guidance import (
 from .sampling import sample
 from .sampling.noise import draw_seeds
 
-__all__ = ["TASKS", "generate", "load_guides", "load_mask", "main", "to_data_range", "to_model_range"]
+__all__ = [
+    "TASKS",
+    "generate",
+    "load_guides",
+    "load_mask",
+    "main",
+    "to_data_range",
+    "to_model_range",
+]
 
 TASKS = ("unconditional", "class", "classifier_guidance", "inpaint", "colorize", "sdedit")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -109,20 +117,28 @@ def load_mask(spec: Any, shape: tuple[int, ...]) -> Tensor:
     if isinstance(spec, str):
         path = Path(spec)
         if not path.is_file():
-            raise ValueError(f"task.mask must be one of {list(MASK_NAMES)}, an image/.npy file or a 0/1 list; "
-                             f"no file {spec!r}")
+            raise ValueError(
+                f"task.mask must be one of {list(MASK_NAMES)}, an image/.npy file or a 0/1 list; "
+                f"no file {spec!r}"
+            )
         if path.suffix == ".npy":
             return torch.as_tensor(np.load(path)).float()
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"mask file must be an image ({', '.join(IMAGE_SUFFIXES)}) or .npy, got {spec!r}")
+            raise ValueError(
+                f"mask file must be an image ({', '.join(IMAGE_SUFFIXES)}) or .npy, got {spec!r}"
+            )
         if len(shape) != 3:
-            raise ValueError(f"image masks need image data [C, H, W]; this run's data has shape {list(shape)}")
+            raise ValueError(
+                f"image masks need image data [C, H, W]; this run's data has shape {list(shape)}"
+            )
         from PIL import Image
 
         with Image.open(path) as im:
             a = np.asarray(im.convert("L"), dtype=np.uint8)
         if a.shape != tuple(shape[1:]):
-            raise ValueError(f"mask image {spec} has size {list(a.shape)} (H, W); the data's is {list(shape[1:])}")
+            raise ValueError(
+                f"mask image {spec} has size {list(a.shape)} (H, W); the data's is {list(shape[1:])}"
+            )
         return torch.as_tensor(a > 127).float()
     return torch.as_tensor(list(spec) if not isinstance(spec, Tensor) else spec).float()
 
@@ -142,18 +158,28 @@ def load_guides(spec: Any, info: dict[str, Any]) -> Tensor:
             with np.load(p) as z:
                 key = next((k for k in ("samples_model", "samples") if k in z.files), z.files[0])
                 arr = z[key]
-            x = torch.as_tensor(arr, dtype=torch.float32) if key == "samples_model" else to_model_range(arr, info)
-            x = x.reshape(-1, *x.shape[-len(shape):]) if x.dim() > len(shape) else x[None]
+            x = (
+                torch.as_tensor(arr, dtype=torch.float32)
+                if key == "samples_model"
+                else to_model_range(arr, info)
+            )
+            x = x.reshape(-1, *x.shape[-len(shape) :]) if x.dim() > len(shape) else x[None]
             out.append(x)
         elif p.suffix.lower() in IMAGE_SUFFIXES:
             if len(shape) != 3:
-                raise ValueError(f"image guides need image data; this run's data has shape {list(shape)}")
+                raise ValueError(
+                    f"image guides need image data; this run's data has shape {list(shape)}"
+                )
             out.append(_read_image(p, shape, info)[None])
         else:
-            raise ValueError(f"guide files must be .npz or images ({', '.join(IMAGE_SUFFIXES)}), got {p}")
+            raise ValueError(
+                f"guide files must be .npz or images ({', '.join(IMAGE_SUFFIXES)}), got {p}"
+            )
     guides = torch.cat(out)
     if tuple(guides.shape[1:]) != shape:
-        raise ValueError(f"guides have shape {list(guides.shape[1:])}; the model's data shape is {list(shape)}")
+        raise ValueError(
+            f"guides have shape {list(guides.shape[1:])}; the model's data shape is {list(shape)}"
+        )
     return guides
 
 
@@ -186,7 +212,9 @@ def _plan(cfg, run, n: int, device) -> tuple[int, Callable[[slice, Tensor], Any]
     task = cfg.task
     name = task.name
     if name not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)} for python -m scoresde.generate, got {name!r}")
+        raise ValueError(
+            f"task must be one of {list(TASKS)} for python -m scoresde.generate, got {name!r}"
+        )
     sde, model, info = run.sde, run.model, run.data_info
     shape = tuple(int(s) for s in info["shape"])
     opts = dict(cfg.sampler)
@@ -195,8 +223,17 @@ def _plan(cfg, run, n: int, device) -> tuple[int, Callable[[slice, Tensor], Any]
     extra: dict[str, Any] = {}
 
     def run_sample(score_fn, rows, seeds, project=None):
-        return sample(sde, score_fn, (rows.stop - rows.start, *shape), method=method, steps=steps, seeds=seeds,
-                      device=device, project=project, **opts)
+        return sample(
+            sde,
+            score_fn,
+            (rows.stop - rows.start, *shape),
+            method=method,
+            steps=steps,
+            seeds=seeds,
+            device=device,
+            project=project,
+            **opts,
+        )
 
     if name == "unconditional":
         score = model.score_fn()
@@ -204,14 +241,18 @@ def _plan(cfg, run, n: int, device) -> tuple[int, Callable[[slice, Tensor], Any]
     if name in ("class", "classifier_guidance"):
         C = model_num_classes(model) if name == "class" else None
         if name == "class" and C is None:
-            raise ValueError("task=class needs a class-conditional model (train with model.conditional=true); "
-                             f"{run.checkpoint} is unconditional")
+            raise ValueError(
+                "task=class needs a class-conditional model (train with model.conditional=true); "
+                f"{run.checkpoint} is unconditional"
+            )
         if name == "classifier_guidance":
             from .classifier_training import load_classifier
 
             clf, _ = load_classifier(task.classifier_ckpt, device=device)
             if tuple(clf.data_shape) != shape:
-                raise ValueError(f"classifier data shape {list(clf.data_shape)} != model data shape {list(shape)}")
+                raise ValueError(
+                    f"classifier data shape {list(clf.data_shape)} != model data shape {list(shape)}"
+                )
             C = clf.num_classes
         y = _labels(task.get("y"), n, C)
         extra["labels"] = y.numpy()
@@ -221,13 +262,17 @@ def _plan(cfg, run, n: int, device) -> tuple[int, Callable[[slice, Tensor], Any]
             if name == "class":
                 score = classifier_free_score_fn(model, yb, w=float(task.w), num_classes=C)
             else:
-                score = classifier_guided_score_fn(model.score_fn(), clf, yb, scale=float(task.scale), num_classes=C)
+                score = classifier_guided_score_fn(
+                    model.score_fn(), clf, yb, scale=float(task.scale), num_classes=C
+                )
             return run_sample(score, rows, seeds)
 
         return n, make, extra
     if name in ("inpaint", "colorize"):
         if name == "colorize" and (len(shape) != 3 or shape[0] != 3):
-            raise ValueError(f"task=colorize needs RGB image data [3, H, W]; this run's data has shape {list(shape)}")
+            raise ValueError(
+                f"task=colorize needs RGB image data [3, H, W]; this run's data has shape {list(shape)}"
+            )
         data = _data_items(run, task.split, task.start, n)
         score = model.score_fn()
         if name == "inpaint":
@@ -260,7 +305,9 @@ def _plan(cfg, run, n: int, device) -> tuple[int, Callable[[slice, Tensor], Any]
 
     def make(rows, seeds):
         g = guides[torch.arange(rows.start, rows.stop) // npg].to(device)
-        return sdedit(sde, score, g, t0, 1, seeds=seeds, method=method, steps=steps, eps=eps, **opts)
+        return sdedit(
+            sde, score, g, t0, 1, seeds=seeds, method=method, steps=steps, eps=eps, **opts
+        )
 
     return n, make, extra
 
@@ -270,7 +317,6 @@ def _check_int(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     return v
-
 
 
 def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
@@ -320,9 +366,13 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
         if info.get("kind") == "image":
             atomic_write(png, lambda p: save_image_grid(x, p, _range(info), nrow=cfg.get("nrow")))
         else:
-            atomic_write(png, lambda p: save_samples(x, p, "vector", reference=ref, title=cfg.task.name))
+            atomic_write(
+                png, lambda p: save_samples(x, p, "vector", reference=ref, title=cfg.task.name)
+            )
     settings = {
-        "config": OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg),
+        "config": OmegaConf.to_container(cfg, resolve=True)
+        if OmegaConf.is_config(cfg)
+        else dict(cfg),
         "checkpoint": str(run.checkpoint),
         "step": run.step,
         "n": n,
@@ -334,7 +384,10 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
         "samples": str(npz),
         "grid": str(png) if png.exists() else None,
     }
-    atomic_write(out_dir / "settings.json", lambda p: p.write_text(json.dumps(settings, indent=2, default=str)))
+    atomic_write(
+        out_dir / "settings.json",
+        lambda p: p.write_text(json.dumps(settings, indent=2, default=str)),
+    )
     return settings
 
 

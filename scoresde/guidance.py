@@ -73,9 +73,13 @@ def as_labels(y: LabelLike, batch: int, num_classes: int | None, device=None) ->
     if y.shape[0] == 1:
         y = y.expand(batch)
     if y.shape[0] != batch:
-        raise ValueError(f"y must be an int or have shape [1] or [B] = [{batch}], got {y.shape[0]} labels")
+        raise ValueError(
+            f"y must be an int or have shape [1] or [B] = [{batch}], got {y.shape[0]} labels"
+        )
     if num_classes is not None and ((y < 0).any() or (y >= num_classes).any()):
-        raise ValueError(f"labels y must lie in [0, {num_classes - 1}] (num_classes={num_classes}), got {y.tolist()[:8]}")
+        raise ValueError(
+            f"labels y must lie in [0, {num_classes - 1}] (num_classes={num_classes}), got {y.tolist()[:8]}"
+        )
     return y
 
 
@@ -105,8 +109,9 @@ def combine_guided_scores(cond_score_fn: ScoreFn, uncond_score_fn: ScoreFn, w: f
     return score
 
 
-def classifier_free_score_fn(model: Callable[..., Tensor], y: LabelLike, w: float = 0.0,
-                             num_classes: int | None = None) -> ScoreFn:
+def classifier_free_score_fn(
+    model: Callable[..., Tensor], y: LabelLike, w: float = 0.0, num_classes: int | None = None
+) -> ScoreFn:
     """Classifier-free guided score of a label-conditional model ``model(x, t, y=None) -> score``.
 
     ``s_w(x, t) = (1 + w) model(x, t, y) - w model(x, t, None)`` (Ho & Salimans 2022, eq. 6 in score
@@ -146,7 +151,9 @@ def classifier_log_prob_grad(classifier: Classifier, x: Tensor, t: Tensor, y: Te
         xg = x.detach().requires_grad_(True)
         logits = classifier(xg, t)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-            raise ValueError(f"classifier must return logits [B, C] with B = {x.shape[0]}, got {tuple(logits.shape)}")
+            raise ValueError(
+                f"classifier must return logits [B, C] with B = {x.shape[0]}, got {tuple(logits.shape)}"
+            )
         C = logits.shape[1]
         if (y < 0).any() or (y >= C).any():
             raise ValueError(f"labels y must lie in [0, {C - 1}] for a classifier with {C} classes")
@@ -155,8 +162,13 @@ def classifier_log_prob_grad(classifier: Classifier, x: Tensor, t: Tensor, y: Te
     return grad.detach()
 
 
-def classifier_guided_score_fn(score_fn: ScoreFn, classifier: Classifier, y: LabelLike,
-                               scale: float = 1.0, num_classes: int | None = None) -> ScoreFn:
+def classifier_guided_score_fn(
+    score_fn: ScoreFn,
+    classifier: Classifier,
+    y: LabelLike,
+    scale: float = 1.0,
+    num_classes: int | None = None,
+) -> ScoreFn:
     """``s(x, t) + scale * grad_x log p_t(y | x)`` (Dhariwal & Nichol 2021; Song et al. 2021, eq. 14).
 
     Args:

@@ -49,18 +49,41 @@ class NullLogger(Logger):
 class WandbLogger(Logger):
     """A wandb run in ``<run_dir>/wandb``; config = the resolved experiment config."""
 
-    def __init__(self, project: str, run_dir: str | Path, config: dict | None = None,
-                 mode: str = "offline", name: str | None = None, group: str | None = None,
-                 entity: str | None = None, tags: list | None = None, job_type: str = "train"):
+    def __init__(
+        self,
+        project: str,
+        run_dir: str | Path,
+        config: dict | None = None,
+        mode: str = "offline",
+        name: str | None = None,
+        group: str | None = None,
+        entity: str | None = None,
+        tags: list | None = None,
+        job_type: str = "train",
+    ):
         import wandb
 
         self._wandb = wandb
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=project, entity=entity, dir=str(run_dir), name=name, group=group, tags=tags,
-            job_type=job_type, config=config, mode=mode, reinit="finish_previous",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
-                                    x_disable_machine_info=True, disable_git=True, save_code=False),
+            project=project,
+            entity=entity,
+            dir=str(run_dir),
+            name=name,
+            group=group,
+            tags=tags,
+            job_type=job_type,
+            config=config,
+            mode=mode,
+            reinit="finish_previous",
+            settings=wandb.Settings(
+                console="off",
+                silent=True,
+                x_disable_stats=True,
+                x_disable_machine_info=True,
+                disable_git=True,
+                save_code=False,
+            ),
         )
         self.mode = mode
 
@@ -89,8 +112,13 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
     return default if v is None else v
 
 
-def make_logger(cfg_logger: Any, cfg_full: Any, run_dir: str | Path, name: str | None = None,
-                group: str | None = None) -> Logger:
+def make_logger(
+    cfg_logger: Any,
+    cfg_full: Any,
+    run_dir: str | Path,
+    name: str | None = None,
+    group: str | None = None,
+) -> Logger:
     """Logger from the ``logger`` config group (``name``, ``mode``, ``project``, ``entity``,
     ``group``, ``tags``); ``cfg_full`` is logged as the run config (resolved to a plain dict)."""
     kind = _get(cfg_logger, "name", "none")
@@ -111,8 +139,13 @@ def make_logger(cfg_logger: Any, cfg_full: Any, run_dir: str | Path, name: str |
         pass
     tags = _get(cfg_logger, "tags", None)
     return WandbLogger(
-        project=_get(cfg_logger, "project", "scoresde"), run_dir=run_dir, config=config, mode=mode,
-        name=_get(cfg_logger, "run_name", None) or name, group=_get(cfg_logger, "group", None) or group,
-        entity=_get(cfg_logger, "entity", None), tags=list(tags) if tags else None,
+        project=_get(cfg_logger, "project", "scoresde"),
+        run_dir=run_dir,
+        config=config,
+        mode=mode,
+        name=_get(cfg_logger, "run_name", None) or name,
+        group=_get(cfg_logger, "group", None) or group,
+        entity=_get(cfg_logger, "entity", None),
+        tags=list(tags) if tags else None,
         job_type=_get(cfg_logger, "job_type", "train"),
     )

@@ -248,8 +248,18 @@ def _discrete_index(sde: SDE, B: int, generator, device) -> Tensor:
     return torch.randint(0, sde.N, (B,), generator=generator, device=device)
 
 
-def _discrete_dsm(model: Callable, x0: Tensor, t: Tensor, m: Tensor, std: Tensor, y, generator,
-                  reduce: str, per_sample: bool, check_finite: bool) -> Tensor:
+def _discrete_dsm(
+    model: Callable,
+    x0: Tensor,
+    t: Tensor,
+    m: Tensor,
+    std: Tensor,
+    y,
+    generator,
+    reduce: str,
+    per_sample: bool,
+    check_finite: bool,
+) -> Tensor:
     """The loss at chain noise levels (float64 t, m, std [B]): x = m x0 + std z,
     ``|| std s(x, t) + z ||^2`` reduced over data dimensions."""
     dtype = x0.dtype
@@ -288,8 +298,18 @@ def ddpm_loss(
     i = _discrete_index(sde, x0.shape[0], generator, x0.device)
     abar = sde.alphas_cumprod.to(x0.device)[i]  # float64
     t = _t_from_integrated_beta(sde, -torch.log(abar))
-    return _discrete_dsm(model, x0, t, torch.sqrt(abar), torch.sqrt(1.0 - abar), y, generator,
-                         reduce, per_sample, check_finite)
+    return _discrete_dsm(
+        model,
+        x0,
+        t,
+        torch.sqrt(abar),
+        torch.sqrt(1.0 - abar),
+        y,
+        generator,
+        reduce,
+        per_sample,
+        check_finite,
+    )
 
 
 def ncsn_loss(
@@ -319,5 +339,6 @@ def ncsn_loss(
     sigma = sde.discrete_sigmas.to(x0.device)[i]  # float64
     L = math.log(sde.sigma_max / sde.sigma_min)
     t = torch.log1p((sigma / sde.sigma_min) ** 2) / (2.0 * L)
-    return _discrete_dsm(model, x0, t, torch.ones_like(sigma), sigma, y, generator,
-                         reduce, per_sample, check_finite)
+    return _discrete_dsm(
+        model, x0, t, torch.ones_like(sigma), sigma, y, generator, reduce, per_sample, check_finite
+    )

@@ -68,7 +68,9 @@ def _as_2d(name: str, x: ArrayLike, dtype: torch.dtype = torch.float64) -> Tenso
 def _pair(x: ArrayLike, y: ArrayLike, min_n: int = 1) -> tuple[Tensor, Tensor]:
     xt, yt = _as_2d("x", x), _as_2d("y", y)
     if xt.shape[1] != yt.shape[1]:
-        raise ValueError(f"x and y must have the same feature dim, got {xt.shape[1]} and {yt.shape[1]}")
+        raise ValueError(
+            f"x and y must have the same feature dim, got {xt.shape[1]} and {yt.shape[1]}"
+        )
     for name, t in (("x", xt), ("y", yt)):
         if t.shape[0] < min_n:
             raise ValueError(f"{name} needs at least {min_n} samples, got {t.shape[0]}")
@@ -99,7 +101,9 @@ def _wasserstein_1d_pp(xs: Tensor, ys: Tensor, p: float) -> Tensor:
     n, m = xs.shape[0], ys.shape[0]
     if n == m:
         return (xs - ys).abs().pow(p).mean(0)
-    u = torch.cat([torch.arange(1, n + 1, dtype=xs.dtype) / n, torch.arange(1, m + 1, dtype=xs.dtype) / m])
+    u = torch.cat(
+        [torch.arange(1, n + 1, dtype=xs.dtype) / n, torch.arange(1, m + 1, dtype=xs.dtype) / m]
+    )
     u = torch.unique(torch.cat([u.new_zeros(1), u.clamp(max=1.0)]))  # sorted breakpoints in [0, 1]
     width = u[1:] - u[:-1]
     mid = 0.5 * (u[1:] + u[:-1])
@@ -224,7 +228,9 @@ def frechet_distance(
     s1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
     s2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
     if m1.shape != m2.shape or m1.ndim != 1:
-        raise ValueError(f"mu1 and mu2 must be vectors of the same length, got {m1.shape}, {m2.shape}")
+        raise ValueError(
+            f"mu1 and mu2 must be vectors of the same length, got {m1.shape}, {m2.shape}"
+        )
     f = m1.shape[0]
     if s1.shape != (f, f) or s2.shape != (f, f):
         raise ValueError(f"sigma1 and sigma2 must be [{f}, {f}], got {s1.shape} and {s2.shape}")
@@ -244,7 +250,9 @@ def frechet_distance(
         imag = np.max(np.abs(np.imag(covmean))) if covmean.size else 0.0
         scale = max(1.0, np.max(np.abs(np.real(covmean))))
         if imag > 1e-3 * scale:
-            raise ValueError(f"frechet_distance: sqrtm has a large imaginary component ({imag:.3g})")
+            raise ValueError(
+                f"frechet_distance: sqrtm has a large imaginary component ({imag:.3g})"
+            )
         covmean = np.real(covmean)
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
@@ -325,4 +333,3 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> PrecisionR
     precision = _coverage(f, r, _knn_radii(r, k))
     recall = _coverage(r, f, _knn_radii(f, k))
     return PrecisionRecall(precision, recall)
-

@@ -152,15 +152,21 @@ class GaussianMixture:
         """Per-component log-densities [B, K], centred x - m mu_k [B, K, D] and variances [B, K, D]."""
         xf = x.reshape(x.shape[0], -1)
         if xf.shape[1] != self.dim:
-            raise ValueError(f"x must have {self.dim} features per sample, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have {self.dim} features per sample, got shape {tuple(x.shape)}"
+            )
         m, std = self._coeffs(x, t, sde)
         means = self.means.to(xf)
-        var = m[:, None, None] ** 2 * self.stds.to(xf)[None] ** 2 + std[:, None, None] ** 2  # [B,K,D]
+        var = (
+            m[:, None, None] ** 2 * self.stds.to(xf)[None] ** 2 + std[:, None, None] ** 2
+        )  # [B,K,D]
         diff = xf[:, None, :] - m[:, None, None] * means[None]
         logn = -0.5 * ((diff**2 / var) + torch.log(2 * math.pi * var)).sum(-1)
         return logn, diff, var
 
-    def component_log_joint_t(self, x: Tensor, t: Tensor | None = None, sde: SDE | None = None) -> Tensor:
+    def component_log_joint_t(
+        self, x: Tensor, t: Tensor | None = None, sde: SDE | None = None
+    ) -> Tensor:
         """log w_k + log N_k(x; t), shape [B, K]."""
         logn, _, _ = self._component_terms(x, t, sde)
         return logn + torch.log(self.weights.to(logn))[None]
@@ -204,7 +210,9 @@ class GaussianMixture:
             raise ValueError(f"labels y must lie in [0, {self.num_classes - 1}]")
         return self.labels[None, :] == y[:, None]
 
-    def class_log_prob_t(self, x: Tensor, t: Tensor | None = None, sde: SDE | None = None) -> Tensor:
+    def class_log_prob_t(
+        self, x: Tensor, t: Tensor | None = None, sde: SDE | None = None
+    ) -> Tensor:
         """Exact log p_t(y | x) for every class, shape [B, C] (t, sde omitted: at t = 0)."""
         if self.labels is None:
             raise ValueError("class_log_prob_t needs a mixture with labels")

@@ -23,8 +23,13 @@ def _np(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def make_grid(x, data_range: Sequence[float] = (-1.0, 1.0), nrow: int | None = None,
-              padding: int = 1, pad_value: float = 1.0) -> np.ndarray:
+def make_grid(
+    x,
+    data_range: Sequence[float] = (-1.0, 1.0),
+    nrow: int | None = None,
+    padding: int = 1,
+    pad_value: float = 1.0,
+) -> np.ndarray:
     """Tile images ``x`` [N, C, H, W] (in ``data_range``) into a uint8 array [rows*H', cols*W', C]."""
     a = _np(x)
     if a.ndim != 4:
@@ -34,16 +39,23 @@ def make_grid(x, data_range: Sequence[float] = (-1.0, 1.0), nrow: int | None = N
     n, c, h, w = a.shape
     ncol = nrow or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncol)
-    grid = np.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value, np.float32)
+    grid = np.full(
+        (c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value, np.float32
+    )
     for i in range(n):
         r, q = divmod(i, ncol)
         y0, x0 = padding + r * (h + padding), padding + q * (w + padding)
-        grid[:, y0:y0 + h, x0:x0 + w] = a[i]
+        grid[:, y0 : y0 + h, x0 : x0 + w] = a[i]
     return (grid.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
 
 
-def save_image_grid(x, path: PathLike, data_range: Sequence[float] = (-1.0, 1.0),
-                    nrow: int | None = None, scale: int | None = None) -> Path:
+def save_image_grid(
+    x,
+    path: PathLike,
+    data_range: Sequence[float] = (-1.0, 1.0),
+    nrow: int | None = None,
+    scale: int | None = None,
+) -> Path:
     """Save a PNG grid of images ``x`` [N, C, H, W]; small images are upscaled (nearest) to ~32 px."""
     from PIL import Image
 
@@ -68,7 +80,9 @@ def _figure(figsize: tuple[float, float]):
     return fig
 
 
-def save_scatter(x, path: PathLike, reference=None, title: str = "", lim: float | None = None) -> Path:
+def save_scatter(
+    x, path: PathLike, reference=None, title: str = "", lim: float | None = None
+) -> Path:
     """Scatter plot of 2-D points ``x`` [N, 2] (and ``reference`` data [M, 2] beside, if given)."""
     a = _np(x)
     panels = [("samples", a)] if reference is None else [("data", _np(reference)), ("samples", a)]
@@ -91,8 +105,13 @@ def save_scatter(x, path: PathLike, reference=None, title: str = "", lim: float 
     return path
 
 
-def save_loss_curve(steps: Sequence[int], losses: Sequence[float], path: PathLike,
-                    smooth: int = 50, title: str = "training loss") -> Path:
+def save_loss_curve(
+    steps: Sequence[int],
+    losses: Sequence[float],
+    path: PathLike,
+    smooth: int = 50,
+    title: str = "training loss",
+) -> Path:
     """Loss against step (raw, light) with a moving average over ``smooth`` steps; log y-axis if > 0."""
     s = np.asarray(steps, dtype=np.float64)
     v = np.asarray(losses, dtype=np.float64)
@@ -102,7 +121,7 @@ def save_loss_curve(steps: Sequence[int], losses: Sequence[float], path: PathLik
     k = max(1, min(smooth, len(v) // 5 or 1))
     if len(v) >= k > 1:
         ma = np.convolve(v, np.ones(k) / k, mode="valid")
-        ax.plot(s[k - 1:], ma, color="C1", label=f"moving average ({k})")
+        ax.plot(s[k - 1 :], ma, color="C1", label=f"moving average ({k})")
     if len(v) and np.all(v[np.isfinite(v)] > 0):
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -116,8 +135,14 @@ def save_loss_curve(steps: Sequence[int], losses: Sequence[float], path: PathLik
     return path
 
 
-def save_samples(x: Tensor, path: PathLike, kind: str, data_range: Sequence[float] | None = None,
-                 reference: Tensor | None = None, title: str = "") -> Path:
+def save_samples(
+    x: Tensor,
+    path: PathLike,
+    kind: str,
+    data_range: Sequence[float] | None = None,
+    reference: Tensor | None = None,
+    title: str = "",
+) -> Path:
     """Grid for images (``kind="image"``), scatter for 2-D vectors (with ``reference`` data)."""
     if kind == "image":
         return save_image_grid(x, path, data_range or (-1.0, 1.0))

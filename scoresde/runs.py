@@ -75,7 +75,9 @@ def _num_classes(cfg_model: dict[str, Any], data_info: Mapping[str, Any]) -> int
     return int(n)
 
 
-def build_net_from_config(cfg_model: Mapping[str, Any], data_info: Mapping[str, Any]) -> torch.nn.Module:
+def build_net_from_config(
+    cfg_model: Mapping[str, Any], data_info: Mapping[str, Any]
+) -> torch.nn.Module:
     """Network from ``cfg.model`` for data of shape ``data_info["shape"]``."""
     from scoresde.nets import build_net
 
@@ -85,7 +87,9 @@ def build_net_from_config(cfg_model: Mapping[str, Any], data_info: Mapping[str, 
     for k, v in kwargs.items():
         if isinstance(v, list):
             kwargs[k] = tuple(v)
-    return build_net(name, tuple(data_info["shape"]), num_classes=_num_classes(c, data_info), **kwargs)
+    return build_net(
+        name, tuple(data_info["shape"]), num_classes=_num_classes(c, data_info), **kwargs
+    )
 
 
 def build_score_model(cfg: Mapping[str, Any], data_info: Mapping[str, Any], sde: SDE | None = None):
@@ -95,8 +99,12 @@ def build_score_model(cfg: Mapping[str, Any], data_info: Mapping[str, Any], sde:
     sde = sde if sde is not None else build_sde(cfg["sde"])
     net = build_net_from_config(cfg["model"], data_info)
     c = _plain(cfg["model"])
-    return ScoreModel(net, sde, parameterization=c.get("parameterization", "eps"),
-                      time_input=c.get("time_input", "auto"))
+    return ScoreModel(
+        net,
+        sde,
+        parameterization=c.get("parameterization", "eps"),
+        time_input=c.get("time_input", "auto"),
+    )
 
 
 @dataclass
@@ -139,8 +147,17 @@ def load_run(ckpt: str | Path, device: str | torch.device = "cpu", use_ema: bool
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model built from its config: {e}") from e
+        raise CheckpointError(
+            f"{path}: weights do not fit the model built from its config: {e}"
+        ) from e
     model.to(device).eval()
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return Run(cfg=cfg, sde=sde, model=model, data_info=data_info, step=int(state["step"]),
-               run_dir=run_dir, checkpoint=path)
+    return Run(
+        cfg=cfg,
+        sde=sde,
+        model=model,
+        data_info=data_info,
+        step=int(state["step"]),
+        run_dir=run_dir,
+        checkpoint=path,
+    )

@@ -173,7 +173,9 @@ class _LinearBetaSDE(SDE):
     @property
     def discrete_betas(self) -> Tensor:
         """DDPM betas, linspace(beta_min / N, beta_max / N, N) (1e-4 .. 0.02 for the defaults)."""
-        return torch.linspace(self.beta_min / self.N, self.beta_max / self.N, self.N, dtype=torch.float64)
+        return torch.linspace(
+            self.beta_min / self.N, self.beta_max / self.N, self.N, dtype=torch.float64
+        )
 
     @property
     def betas(self) -> Tensor:
@@ -247,7 +249,9 @@ class SubVPSDE(_LinearBetaSDE):
         neg = torch.clamp(lmb, max=0.0)
         pos = torch.clamp(lmb, min=0.0)
         log_m_neg = math.log(2.0) + neg - torch.log1p(torch.sqrt(1.0 + 4.0 * torch.exp(2.0 * neg)))
-        log_m_pos = math.log(2.0) - torch.log(torch.exp(-pos) + torch.sqrt(torch.exp(-2.0 * pos) + 4.0))
+        log_m_pos = math.log(2.0) - torch.log(
+            torch.exp(-pos) + torch.sqrt(torch.exp(-2.0 * pos) + 4.0)
+        )
         log_m = torch.where(lmb < 0, log_m_neg, log_m_pos)
         return self.t_from_log_mean_coeff(log_m)
 
@@ -303,7 +307,9 @@ class VESDE(SDE):
     def discrete_sigmas(self) -> Tensor:
         """SMLD / NCSN noise levels, geometric from sigma_min to sigma_max over N steps."""
         return torch.exp(
-            torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), self.N, dtype=torch.float64)
+            torch.linspace(
+                math.log(self.sigma_min), math.log(self.sigma_max), self.N, dtype=torch.float64
+            )
         )
 
     @property
@@ -349,7 +355,9 @@ class ReverseSDE:
         t = _as_time(t, x)
         return self.drift(x, t), self.diffusion(t)
 
-    def discretize(self, x: Tensor, t: TimeLike, score: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def discretize(
+        self, x: Tensor, t: TimeLike, score: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Reverse of the forward chain: (f_i - c G_i^2 s, G_i or 0) (Song et al. 2021, eq. 46)."""
         t = _as_time(t, x)
         f, G = self.forward_sde.discretize(x, t)

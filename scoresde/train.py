@@ -54,15 +54,21 @@ def run(cfg: DictConfig, run_dir: str | Path, name: str | None = None, group: st
         if result.checkpoint is not None:
             print(f"checkpoint: {result.checkpoint}")
         if result.losses:
-            print(f"final loss (mean of last 50 steps): {sum(result.losses[-50:]) / len(result.losses[-50:]):.4f}")
+            print(
+                f"final loss (mean of last 50 steps): {sum(result.losses[-50:]) / len(result.losses[-50:]):.4f}"
+            )
         if result.likelihood:
             lk = result.likelihood
             if "bpd" in lk:
-                print(f"held-out likelihood: {lk['bpd']:.4f} bits/dim "
-                      f"(+- {lk.get('bpd_stderr', float('nan')):.4f}, n={lk['n']}, nfe={lk['nfe']})")
+                print(
+                    f"held-out likelihood: {lk['bpd']:.4f} bits/dim "
+                    f"(+- {lk.get('bpd_stderr', float('nan')):.4f}, n={lk['n']}, nfe={lk['nfe']})"
+                )
             else:
-                print(f"held-out likelihood: {lk['nll_nats_per_dim']:.4f} nats/dim NLL "
-                      f"(prior: {lk['prior_nll_nats_per_dim']:.4f}, n={lk['n']}, nfe={lk['nfe']})")
+                print(
+                    f"held-out likelihood: {lk['nll_nats_per_dim']:.4f} nats/dim NLL "
+                    f"(prior: {lk['prior_nll_nats_per_dim']:.4f}, n={lk['n']}, nfe={lk['nfe']})"
+                )
             print(f"written: {Path(run_dir) / 'likelihood.json'}")
     return result
 

@@ -42,7 +42,14 @@ from scoresde.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_c
 from scoresde.ema import EMA
 from scoresde.runs import build_dataset, build_score_model, build_sde
 
-__all__ = ["LOSSES", "NonFiniteLossError", "TrainResult", "batch_indices", "resolve_device", "train"]
+__all__ = [
+    "LOSSES",
+    "NonFiniteLossError",
+    "TrainResult",
+    "batch_indices",
+    "resolve_device",
+    "train",
+]
 
 LOSSES = ("dsm", "ddpm", "ncsn")
 WEIGHTINGS = ("sigma2", "likelihood")
@@ -76,7 +83,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+            raise ValueError(
+                f"device={name} but CUDA is not available; use device=cpu or device=auto"
+            )
         return torch.device(name)
     raise ValueError(f"device must be one of cpu, cuda, cuda:N, auto; got {name!r}")
 
@@ -95,7 +104,7 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> Tensor:
     per_epoch = n // batch
     epoch, pos = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(seed, epoch, 0xDA7A)))
-    return perm[pos * batch:(pos + 1) * batch]
+    return perm[pos * batch : (pos + 1) * batch]
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -108,36 +117,66 @@ def validate_config(cfg: DictConfig) -> None:
     t = cfg.training
     for key in ("steps", "batch_size"):
         v = t.get(key)
-        _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-               f"training.{key} must be an integer >= 1, got {v!r}")
+        _check(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            f"training.{key} must be an integer >= 1, got {v!r}",
+        )
     _check(isinstance(t.lr, (int, float)) and t.lr > 0, f"training.lr must be > 0, got {t.lr!r}")
     _check(t.get("warmup", 0) >= 0, f"training.warmup must be >= 0, got {t.get('warmup')!r}")
-    _check(t.get("grad_clip", 0) is None or t.get("grad_clip", 0) >= 0,
-           f"training.grad_clip must be >= 0 (0 or null: off), got {t.get('grad_clip')!r}")
-    _check(0.0 <= float(t.ema_decay) < 1.0, f"training.ema_decay must be in [0, 1), got {t.ema_decay!r}")
+    _check(
+        t.get("grad_clip", 0) is None or t.get("grad_clip", 0) >= 0,
+        f"training.grad_clip must be >= 0 (0 or null: off), got {t.get('grad_clip')!r}",
+    )
+    _check(
+        0.0 <= float(t.ema_decay) < 1.0,
+        f"training.ema_decay must be in [0, 1), got {t.ema_decay!r}",
+    )
     _check(t.loss in LOSSES, f"training.loss must be one of {list(LOSSES)}, got {t.loss!r}")
-    _check(t.weighting in WEIGHTINGS, f"training.weighting must be one of {list(WEIGHTINGS)}, got {t.weighting!r}")
+    _check(
+        t.weighting in WEIGHTINGS,
+        f"training.weighting must be one of {list(WEIGHTINGS)}, got {t.weighting!r}",
+    )
     _check(t.reduce in REDUCES, f"training.reduce must be one of {list(REDUCES)}, got {t.reduce!r}")
-    _check(0.0 <= float(t.get("label_dropout", 0.0)) <= 1.0,
-           f"training.label_dropout must be in [0, 1], got {t.get('label_dropout')!r}")
+    _check(
+        0.0 <= float(t.get("label_dropout", 0.0)) <= 1.0,
+        f"training.label_dropout must be in [0, 1], got {t.get('label_dropout')!r}",
+    )
     ga = t.get("grad_accum", 1)
-    _check(isinstance(ga, int) and ga >= 1, f"training.grad_accum must be an integer >= 1, got {ga!r}")
-    for key in ("log_every", "checkpoint_every", "snapshot_every", "sample_every", "likelihood_every",
-                "eval_every"):
+    _check(
+        isinstance(ga, int) and ga >= 1, f"training.grad_accum must be an integer >= 1, got {ga!r}"
+    )
+    for key in (
+        "log_every",
+        "checkpoint_every",
+        "snapshot_every",
+        "sample_every",
+        "likelihood_every",
+        "eval_every",
+    ):
         v = t.get(key, 0)
-        _check(v is None or (isinstance(v, int) and v >= 0), f"training.{key} must be an integer >= 0 (0: off), got {v!r}")
+        _check(
+            v is None or (isinstance(v, int) and v >= 0),
+            f"training.{key} must be an integer >= 0 (0: off), got {v!r}",
+        )
     r = t.get("resume", None)
-    _check(r in (None, False, "auto", "never") or isinstance(r, str),
-           f"training.resume must be auto, never/null, or a checkpoint path; got {r!r}")
+    _check(
+        r in (None, False, "auto", "never") or isinstance(r, str),
+        f"training.resume must be auto, never/null, or a checkpoint path; got {r!r}",
+    )
     _check(isinstance(cfg.seed, int), f"seed must be an integer, got {cfg.seed!r}")
     lg = cfg.get("logger") or {}
     from scoresde.logging import LOGGER_NAMES, WANDB_MODES
 
-    _check(lg.get("name", "none") in LOGGER_NAMES,
-           f"logger.name must be one of {list(LOGGER_NAMES)}, got {lg.get('name')!r}")
+    _check(
+        lg.get("name", "none") in LOGGER_NAMES,
+        f"logger.name must be one of {list(LOGGER_NAMES)}, got {lg.get('name')!r}",
+    )
     if lg.get("name") == "wandb":
         mode = os.environ.get("WANDB_MODE") or lg.get("mode", "offline")
-        _check(mode in WANDB_MODES + ("dryrun", "run"), f"logger.mode must be one of {list(WANDB_MODES)}, got {mode!r}")
+        _check(
+            mode in WANDB_MODES + ("dryrun", "run"),
+            f"logger.mode must be one of {list(WANDB_MODES)}, got {mode!r}",
+        )
 
 
 def _filter_kwargs(fn: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -161,9 +200,14 @@ class _JsonlWriter:
 
     def __init__(self, path: Path, keep_upto: int | None = None):
         self.path = path
-        if keep_upto is not None and path.exists():  # drop lines written after the resumed checkpoint
-            lines = [ln for ln in path.read_text().splitlines()
-                     if ln.strip() and json.loads(ln).get("step", 0) <= keep_upto]
+        if (
+            keep_upto is not None and path.exists()
+        ):  # drop lines written after the resumed checkpoint
+            lines = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= keep_upto
+            ]
             write_text_atomic(path, "".join(ln + "\n" for ln in lines))
         elif keep_upto is None and path.exists():
             path.unlink()
@@ -187,6 +231,7 @@ def _read_losses(path: Path) -> list[tuple]:
 
 # ------------------------------------------------------------------------------------ trainer
 
+
 def _adam(params, **kw: Any) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch build has it (CPU since torch 2.4, CUDA), else the
     multi-tensor one. Measured here on the default MLP: 1.5 ms per step fused, 3.9 ms multi-tensor,
@@ -197,10 +242,13 @@ def _adam(params, **kw: Any) -> torch.optim.Adam:
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, foreach=True, **kw)
 
+
 class Trainer:
     """State and steps of one training run; :func:`train` drives it."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path, logger=None, progress: bool | None = None):
+    def __init__(
+        self, cfg: DictConfig, run_dir: str | Path, logger=None, progress: bool | None = None
+    ):
         validate_config(cfg)
         self.cfg = cfg
         self.t = cfg.training
@@ -226,9 +274,11 @@ class Trainer:
         self.is_main = self.rank == 0
         self.accum = int(self.t.get("grad_accum", 1))
         self.shards = self.world * self.accum
-        _check(self.t.batch_size % self.shards == 0,
-               f"training.batch_size={self.t.batch_size} must be divisible by world_size x grad_accum "
-               f"= {self.world} x {self.accum}")
+        _check(
+            self.t.batch_size % self.shards == 0,
+            f"training.batch_size={self.t.batch_size} must be divisible by world_size x grad_accum "
+            f"= {self.world} x {self.accum}",
+        )
         self.micro = self.t.batch_size // self.shards
         self.seed = int(cfg.seed)
         threads = cfg.get("threads", None)
@@ -238,21 +288,28 @@ class Trainer:
         self.train_ds = build_dataset(cfg.data, "train")
         self.test_ds = build_dataset(cfg.data, "test")
         self.info = dict(self.train_ds.info)
-        _check(len(self.train_ds) >= self.t.batch_size,
-               f"training.batch_size={self.t.batch_size} exceeds the training set size {len(self.train_ds)}")
+        _check(
+            len(self.train_ds) >= self.t.batch_size,
+            f"training.batch_size={self.t.batch_size} exceeds the training set size {len(self.train_ds)}",
+        )
         self.is_image = self.info["kind"] == "image"
         torch.manual_seed(self.seed)  # same initial weights on every rank
         self.sde = build_sde(cfg.sde)
         self.model = build_score_model(cfg, self.info, self.sde).to(self.device)
         torch.manual_seed(_mix(self.seed, self.rank, 0xD0))  # per-rank dropout masks
         cl = self.t.get("channels_last", "auto")
-        self.channels_last = self.is_image and (cl is True or (cl == "auto" and self.device.type == "cuda"))
+        self.channels_last = self.is_image and (
+            cl is True or (cl == "auto" and self.device.type == "cuda")
+        )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = EMA(self.model, self.t.ema_decay)
         self.optimizer = _adam(
-            self.model.parameters(), lr=float(self.t.lr), betas=tuple(self.t.get("betas", (0.9, 0.999))),
-            eps=float(self.t.get("adam_eps", 1e-8)), weight_decay=float(self.t.get("weight_decay", 0.0)),
+            self.model.parameters(),
+            lr=float(self.t.lr),
+            betas=tuple(self.t.get("betas", (0.9, 0.999))),
+            eps=float(self.t.get("adam_eps", 1e-8)),
+            weight_decay=float(self.t.get("weight_decay", 0.0)),
         )
         self._params = list(self.model.parameters())
         self._batch_takes_gen: bool | None = None
@@ -266,12 +323,17 @@ class Trainer:
         # --- loss
         self.loss_name = self.t.loss
         self.loss_fn = _loss_fn(self.loss_name)
-        self.loss_kwargs = _filter_kwargs(self.loss_fn, {
-            "weighting": self.t.weighting, "importance_sampling": bool(self.t.importance_sampling),
-            "eps": float(self.t.get("eps", 1e-5)), "reduce": self.t.reduce,
-            # CPU: the loss checks itself every step (free); CUDA: checked at log time (no sync)
-            "check_finite": self.device.type == "cpu" and self.world == 1,
-        })
+        self.loss_kwargs = _filter_kwargs(
+            self.loss_fn,
+            {
+                "weighting": self.t.weighting,
+                "importance_sampling": bool(self.t.importance_sampling),
+                "eps": float(self.t.get("eps", 1e-5)),
+                "reduce": self.t.reduce,
+                # CPU: the loss checks itself every step (free); CUDA: checked at log time (no sync)
+                "check_finite": self.device.type == "cpu" and self.world == 1,
+            },
+        )
         self.amp = bool(self.t.get("bf16", False)) and self.device.type == "cuda"
         # --- wrapping
         self.step = 0
@@ -282,7 +344,9 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.ddp = DDP(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
             self.train_model = self.ddp
         if bool(self.t.get("compile", False)) and self.device.type == "cuda":
             self.train_model = torch.compile(self.train_model)
@@ -291,7 +355,9 @@ class Trainer:
         self._cpu_gen = torch.Generator()
         self._dev_gen = torch.Generator(device=self.device)
         self.progress = bool(self.t.get("progress", True)) if progress is None else progress
-        self.losses: list[float] = [v for _, v in _read_losses(self.run_dir / "losses.jsonl")] if self.is_main else []
+        self.losses: list[float] = (
+            [v for _, v in _read_losses(self.run_dir / "losses.jsonl")] if self.is_main else []
+        )
         self._buf_loss: list[Tensor] = []
         self._buf_gnorm: list[Tensor] = []
         self._last_good_ckpt: Path | None = self.resumed_from
@@ -311,7 +377,9 @@ class Trainer:
         t = torch.full((1,), 0.5, device=self.device)
         try:
             with torch.no_grad():
-                self.model(x, t, y=torch.full((1,), self.num_classes, dtype=torch.long, device=self.device))
+                self.model(
+                    x, t, y=torch.full((1,), self.num_classes, dtype=torch.long, device=self.device)
+                )
             return True
         except (ValueError, IndexError):
             return False
@@ -336,7 +404,9 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {path} does not fit this config's model/optimizer: {e}") from e
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this config's model/optimizer: {e}"
+            ) from e
         self.step = int(state["step"])
         rng = state.get("rng") or {}
         if "torch" in rng:
@@ -351,14 +421,20 @@ class Trainer:
     def _shard_batch(self, step: int, shard: int):
         n, B = len(self.train_ds), int(self.t.batch_size)
         epoch, pos = divmod(step, n // B)
-        if getattr(self, "_perm_epoch", None) != epoch:  # one permutation per epoch (= batch_indices)
-            self._perm = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(self.seed, epoch, 0xDA7A)))
+        if (
+            getattr(self, "_perm_epoch", None) != epoch
+        ):  # one permutation per epoch (= batch_indices)
+            self._perm = torch.randperm(
+                n, generator=torch.Generator().manual_seed(_mix(self.seed, epoch, 0xDA7A))
+            )
             self._perm_epoch = epoch
-        idx = self._perm[pos * B:(pos + 1) * B][shard::self.shards]
+        idx = self._perm[pos * B : (pos + 1) * B][shard :: self.shards]
         g = self._cpu_gen.manual_seed(_mix(self.seed, step, shard, 0xF11B))
         if hasattr(self.train_ds, "get_batch"):
             if self._batch_takes_gen is None:
-                self._batch_takes_gen = "generator" in inspect.signature(self.train_ds.get_batch).parameters
+                self._batch_takes_gen = (
+                    "generator" in inspect.signature(self.train_ds.get_batch).parameters
+                )
             kw = {"generator": g} if self._batch_takes_gen else {}
             x, y = self.train_ds.get_batch(idx, **kw)
         else:
@@ -402,13 +478,17 @@ class Trainer:
             with sync:
                 try:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        loss = self.loss_fn(self.train_model, self.sde, x, y=y, generator=gen, **self.loss_kwargs)
+                        loss = self.loss_fn(
+                            self.train_model, self.sde, x, y=y, generator=gen, **self.loss_kwargs
+                        )
                 except FloatingPointError as e:
                     self._buf_loss.append(torch.full((), float("nan"), device=self.device))
                     self._buf_gnorm.append(torch.zeros((), device=self.device))
                     self.step = step + 1
                     self.flush()  # raises NonFiniteLossError naming this step
-                    raise NonFiniteLossError(f"non-finite loss at step {step + 1}: {e}") from e  # pragma: no cover
+                    raise NonFiniteLossError(
+                        f"non-finite loss at step {step + 1}: {e}"
+                    ) from e  # pragma: no cover
                 (loss / self.accum).backward()
             total = total + loss.detach().float()
         gnorm = torch.nn.utils.clip_grad_norm_(self._params, self._grad_clip)
@@ -433,17 +513,27 @@ class Trainer:
         vals = losses.cpu().tolist()
         self._buf_loss, self._buf_gnorm = [], []
         gvals = gn.cpu().tolist()
-        bad = [i for i, (v, g) in enumerate(zip(vals, gvals)) if not (math.isfinite(v) and math.isfinite(g))]
+        bad = [
+            i
+            for i, (v, g) in enumerate(zip(vals, gvals))
+            if not (math.isfinite(v) and math.isfinite(g))
+        ]
         if bad:
             i = bad[0]
-            what = f"loss ({vals[i]})" if not math.isfinite(vals[i]) else f"gradient norm ({gvals[i]})"
+            what = (
+                f"loss ({vals[i]})" if not math.isfinite(vals[i]) else f"gradient norm ({gvals[i]})"
+            )
             self._raise_non_finite(f"non-finite {what} at step {first + i}")
         now = time.perf_counter()
         rate = self._steps_since / max(now - self._t_last, 1e-9)
         self._t_last, self._steps_since = now, 0
         metrics = {
-            "loss": sum(vals) / len(vals), "lr": self._lr(self.step - 1), "grad_norm": float(gn.mean()),
-            "steps_per_sec": rate, "samples_per_sec": rate * self.t.batch_size, "epoch": self.step * self.t.batch_size / len(self.train_ds),
+            "loss": sum(vals) / len(vals),
+            "lr": self._lr(self.step - 1),
+            "grad_norm": float(gn.mean()),
+            "steps_per_sec": rate,
+            "samples_per_sec": rate * self.t.batch_size,
+            "epoch": self.step * self.t.batch_size / len(self.train_ds),
         }
         if self.is_main:
             self.losses.extend(vals)
@@ -453,7 +543,9 @@ class Trainer:
 
     def _raise_non_finite(self, what: str) -> None:
         good = self._last_good_ckpt
-        where = f"the last good checkpoint is {good}" if good else "no checkpoint was written before it"
+        where = (
+            f"the last good checkpoint is {good}" if good else "no checkpoint was written before it"
+        )
         raise NonFiniteLossError(
             f"{what}; training stopped, {where}. Try a lower training.lr, training.grad_clip=1, "
             f"or training.bf16=false."
@@ -464,11 +556,16 @@ class Trainer:
             return
         self.metric_log.write([{"step": self.step, **metrics}])
         if self.logger is not None:
-            self.logger.log({f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()}, step=self.step)
+            self.logger.log(
+                {f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()}, step=self.step
+            )
 
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": _to_lists(random.getstate())}
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "python": _to_lists(random.getstate()),
+        }
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -480,8 +577,11 @@ class Trainer:
             "rng": rng,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "data_info": self.info,
-            "data_order": {"seed": self.seed, "batch_size": int(self.t.batch_size),
-                           "epoch": self.step // (len(self.train_ds) // self.t.batch_size)},
+            "data_order": {
+                "seed": self.seed,
+                "batch_size": int(self.t.batch_size),
+                "epoch": self.step // (len(self.train_ds) // self.t.batch_size),
+            },
         }
 
     def save(self, snapshot: bool = False) -> Path | None:
@@ -503,7 +603,9 @@ class Trainer:
         if self.is_main and self.losses and bool(self.t.get("plot", True)):
             from scoresde.plotting import save_loss_curve
 
-            save_loss_curve(range(1, len(self.losses) + 1), self.losses, self.run_dir / "loss_curve.png")
+            save_loss_curve(
+                range(1, len(self.losses) + 1), self.losses, self.run_dir / "loss_curve.png"
+            )
 
     # -------------------------------------------------------------- evaluation (EMA weights)
     def _labels(self, n: int) -> Tensor | None:
@@ -518,18 +620,41 @@ class Trainer:
         from scoresde.sampling import sample
 
         model = self.ema.model
-        opts = OmegaConf.to_container(self.cfg.sampler, resolve=True) if self.cfg.get("sampler") else {}
+        opts = (
+            OmegaConf.to_container(self.cfg.sampler, resolve=True)
+            if self.cfg.get("sampler")
+            else {}
+        )
         g = torch.Generator(device=self.device).manual_seed(_mix(self.seed, 0x5A3))
         t0 = time.perf_counter()
-        res = sample(self.sde, model.score_fn(self._labels(n)), (n, *self.info["shape"]), generator=g,
-                     device=self.device, **opts)
+        res = sample(
+            self.sde,
+            model.score_fn(self._labels(n)),
+            (n, *self.info["shape"]),
+            generator=g,
+            device=self.device,
+            **opts,
+        )
         secs = time.perf_counter() - t0
         x = res.x.float().cpu()
-        ref = None if self.is_image else self.test_ds.get_batch(torch.arange(min(n, len(self.test_ds))))[0]
-        path = save_samples(x, self.run_dir / "samples" / f"{tag}.png", self.info["kind"],
-                            data_range=self.info.get("data_range"), reference=ref, title=f"step {self.step}")
-        out = {"samples/nfe": int(res.nfe), "samples/seconds": secs,
-               "samples/nonfinite": int((~torch.isfinite(x)).any(dim=tuple(range(1, x.dim()))).sum())}
+        ref = (
+            None
+            if self.is_image
+            else self.test_ds.get_batch(torch.arange(min(n, len(self.test_ds))))[0]
+        )
+        path = save_samples(
+            x,
+            self.run_dir / "samples" / f"{tag}.png",
+            self.info["kind"],
+            data_range=self.info.get("data_range"),
+            reference=ref,
+            title=f"step {self.step}",
+        )
+        out = {
+            "samples/nfe": int(res.nfe),
+            "samples/seconds": secs,
+            "samples/nonfinite": int((~torch.isfinite(x)).any(dim=tuple(range(1, x.dim()))).sum()),
+        }
         if self.logger is not None:
             self.logger.log_image("samples/images", path, step=self.step)
         self.last_samples = x
@@ -545,30 +670,54 @@ class Trainer:
         """Held-out likelihood of the EMA model: bits/dim for images (``levels``), nats/dim for vectors."""
         from scoresde.likelihood import bits_per_dim, log_likelihood
 
-        lk = OmegaConf.to_container(self.t.likelihood, resolve=True) if self.t.get("likelihood") else {}
+        lk = (
+            OmegaConf.to_container(self.t.likelihood, resolve=True)
+            if self.t.get("likelihood")
+            else {}
+        )
         x, y = self._eval_x(n)
         score_fn = self.ema.model.score_fn(y)
         g = torch.Generator(device=self.device).manual_seed(_mix(self.seed, 0x11CE))
         d = x[0].numel()
         t0 = time.perf_counter()
         if self.is_image and self.info.get("levels"):
-            res = bits_per_dim(self.sde, score_fn, x, levels=int(self.info["levels"]),
-                               data_range=tuple(self.info["data_range"]), generator=g,
-                               **_filter_kwargs(bits_per_dim, lk))
+            res = bits_per_dim(
+                self.sde,
+                score_fn,
+                x,
+                levels=int(self.info["levels"]),
+                data_range=tuple(self.info["data_range"]),
+                generator=g,
+                **_filter_kwargs(bits_per_dim, lk),
+            )
             se = getattr(res, "stderr", None)
-            out = {"bpd": float(res.bpd.detach()),
-                   "bpd_stderr": float(se.detach()) if se is not None else float("nan")}
+            out = {
+                "bpd": float(res.bpd.detach()),
+                "bpd_stderr": float(se.detach()) if se is not None else float("nan"),
+            }
             nfe = getattr(res, "nfe", None)
         else:
-            res = log_likelihood(self.sde, score_fn, x, generator=g, **_filter_kwargs(log_likelihood, lk))
+            res = log_likelihood(
+                self.sde, score_fn, x, generator=g, **_filter_kwargs(log_likelihood, lk)
+            )
             nll = -res.logp.detach().double()
             prior_nll = -self.sde.prior_logp(x).detach().double()
-            out = {"nll_nats_per_dim": float(nll.mean() / d),
-                   "nll_stderr": float(nll.std() / math.sqrt(len(nll)) / d) if len(nll) > 1 else float("nan"),
-                   "prior_nll_nats_per_dim": float(prior_nll.mean() / d)}
+            out = {
+                "nll_nats_per_dim": float(nll.mean() / d),
+                "nll_stderr": float(nll.std() / math.sqrt(len(nll)) / d)
+                if len(nll) > 1
+                else float("nan"),
+                "prior_nll_nats_per_dim": float(prior_nll.mean() / d),
+            }
             nfe = res.nfe
-        out.update({"n": int(x.shape[0]), "nfe": int(nfe) if nfe is not None else -1,
-                    "seconds": time.perf_counter() - t0, "step": self.step})
+        out.update(
+            {
+                "n": int(x.shape[0]),
+                "nfe": int(nfe) if nfe is not None else -1,
+                "seconds": time.perf_counter() - t0,
+                "step": self.step,
+            }
+        )
         self._log({f"likelihood/{k}": v for k, v in out.items() if k != "step"})
         return out
 
@@ -590,9 +739,17 @@ class Trainer:
         s = self.step
         if self._every is None:  # plain ints, read once (OmegaConf lookups cost ~10 us each)
             t = self.t
-            self._every = {k: int(t.get(k) or 0) for k in (
-                "log_every", "checkpoint_every", "snapshot_every", "eval_every", "sample_every",
-                "likelihood_every")}
+            self._every = {
+                k: int(t.get(k) or 0)
+                for k in (
+                    "log_every",
+                    "checkpoint_every",
+                    "snapshot_every",
+                    "eval_every",
+                    "sample_every",
+                    "likelihood_every",
+                )
+            }
         due = {k: v > 0 and s % v == 0 for k, v in self._every.items()}
         if not any(due.values()):
             return
@@ -604,7 +761,9 @@ class Trainer:
         if due["checkpoint_every"] or due["snapshot_every"]:
             self.save(snapshot=due["snapshot_every"])
         evals = due["eval_every"] or due["sample_every"] or due["likelihood_every"]
-        if evals and self.is_main and s < int(t.steps):  # the end of the run does its own evaluation
+        if (
+            evals and self.is_main and s < int(t.steps)
+        ):  # the end of the run does its own evaluation
             with _fork_rng(self.device):
                 if due["eval_every"]:
                     self.ema_loss(int(t.get("eval_n", 256)))
@@ -618,8 +777,15 @@ class Trainer:
 
         t_start = time.perf_counter()
         steps = int(self.t.steps)
-        self.pbar = tqdm(total=steps, initial=self.step, disable=not (self.is_main and self.progress),
-                         desc="train", dynamic_ncols=True, mininterval=0.5, unit="it")
+        self.pbar = tqdm(
+            total=steps,
+            initial=self.step,
+            disable=not (self.is_main and self.progress),
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=0.5,
+            unit="it",
+        )
         self.model.train()
         try:
             while self.step < steps:
@@ -629,8 +795,9 @@ class Trainer:
             ckpt = self.save(snapshot=bool(self.t.get("snapshot_every")))
         finally:
             self.pbar.close()
-        result = TrainResult(self.run_dir, self.step, list(self.losses), ckpt,
-                             seconds=time.perf_counter() - t_start)
+        result = TrainResult(
+            self.run_dir, self.step, list(self.losses), ckpt, seconds=time.perf_counter() - t_start
+        )
         if self.is_main:
             with _fork_rng(self.device):
                 if int(self.t.get("final_sample_n", 0)) > 0:
@@ -670,8 +837,14 @@ def _to_tuple(v):
     return v
 
 
-def train(cfg: DictConfig, run_dir: str | Path, *, name: str | None = None, group: str | None = None,
-          progress: bool | None = None) -> TrainResult:
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    *,
+    name: str | None = None,
+    group: str | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
     """Train the score model of ``cfg`` and write its artifacts to ``run_dir`` (see module doc).
 
     Rank 0 logs through ``scoresde.logging.make_logger(cfg.logger, ...)``; the logger is finished

@@ -13,11 +13,24 @@ from scoresde.runs import load_run
 from scoresde.trainer import NonFiniteLossError, train
 
 TINY = [
-    "experiment=toy2d", "logger=none", "device=cpu", "model.hidden=32", "model.num_blocks=1",
-    "model.embed_dim=16", "training.batch_size=64", "training.progress=false", "training.sample_every=0",
-    "training.final_sample_n=0", "training.final_likelihood_n=0", "training.eval_every=0",
-    "training.checkpoint_every=0", "training.snapshot_every=0", "training.log_every=10",
-    "data.n=1000", "data.n_test=100", "training.plot=false",
+    "experiment=toy2d",
+    "logger=none",
+    "device=cpu",
+    "model.hidden=32",
+    "model.num_blocks=1",
+    "model.embed_dim=16",
+    "training.batch_size=64",
+    "training.progress=false",
+    "training.sample_every=0",
+    "training.final_sample_n=0",
+    "training.final_likelihood_n=0",
+    "training.eval_every=0",
+    "training.checkpoint_every=0",
+    "training.snapshot_every=0",
+    "training.log_every=10",
+    "data.n=1000",
+    "data.n_test=100",
+    "training.plot=false",
 ]
 
 
@@ -27,14 +40,21 @@ def cfg_of(*overrides):
 
 
 def _losses(run_dir):
-    rows = [json.loads(ln) for ln in (run_dir / "losses.jsonl").read_text().splitlines() if ln.strip()]
+    rows = [
+        json.loads(ln) for ln in (run_dir / "losses.jsonl").read_text().splitlines() if ln.strip()
+    ]
     assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
     return [r["loss"] for r in rows]
 
 
 def test_save_is_atomic_and_load_round_trips(tmp_path):
-    state = {"format": FORMAT, "model": {"w": torch.arange(3.0)}, "step": 7, "config": {"a": 1},
-             "rng": {"torch": torch.get_rng_state()}}
+    state = {
+        "format": FORMAT,
+        "model": {"w": torch.arange(3.0)},
+        "step": 7,
+        "config": {"a": 1},
+        "rng": {"torch": torch.get_rng_state()},
+    }
     p = save_checkpoint(tmp_path / "c" / "last.pt", state)
     assert sorted(os.listdir(tmp_path / "c")) == ["last.pt"]  # no temp file left behind
     out = load_checkpoint(tmp_path / "c" / "last.pt")
@@ -63,15 +83,21 @@ def test_missing_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         load_checkpoint(tmp_path)
-    good = save_checkpoint(tmp_path / "good.pt", {"model": {"w": torch.ones(1000)}, "step": 1, "config": {}})
+    good = save_checkpoint(
+        tmp_path / "good.pt", {"model": {"w": torch.ones(1000)}, "step": 1, "config": {}}
+    )
     (tmp_path / "trunc.pt").write_bytes(good.read_bytes()[:500])
     with pytest.raises(CheckpointError, match="corrupt or unreadable checkpoint .*trunc.pt"):
         load_checkpoint(tmp_path / "trunc.pt")
     torch.save({"model": {}, "step": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="format None"):
         load_checkpoint(tmp_path / "other.pt")
-    torch.save({"format": FORMAT, "model": {}, "step": 1, "config": {}, "obj": EMA}, tmp_path / "code.pt")
-    with pytest.raises(CheckpointError, match="corrupt or unreadable"):  # weights_only refuses classes
+    torch.save(
+        {"format": FORMAT, "model": {}, "step": 1, "config": {}, "obj": EMA}, tmp_path / "code.pt"
+    )
+    with pytest.raises(
+        CheckpointError, match="corrupt or unreadable"
+    ):  # weights_only refuses classes
         load_checkpoint(tmp_path / "code.pt")
 
 
@@ -81,10 +107,21 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
     Dropout, label dropout (conditional model), periodic sampling/eval in between: all covered by
     the saved RNG states and the per-step seeded noise.
     """
-    common = [*TINY, "model.dropout=0.2", "model.conditional=true", "training.label_dropout=0.3",
-              "training.eval_every=5", "training.eval_n=32", "training.sample_every=5",
-              "training.sample_n=8", "training.checkpoint_every=5", "training.log_every=3", "data=gmm8",
-              "sampler=euler_maruyama", "sampler.steps=10"]
+    common = [
+        *TINY,
+        "model.dropout=0.2",
+        "model.conditional=true",
+        "training.label_dropout=0.3",
+        "training.eval_every=5",
+        "training.eval_n=32",
+        "training.sample_every=5",
+        "training.sample_n=8",
+        "training.checkpoint_every=5",
+        "training.log_every=3",
+        "data=gmm8",
+        "sampler=euler_maruyama",
+        "sampler.steps=10",
+    ]
     full, part = tmp_path / "full", tmp_path / "part"
     a = train(cfg_of(*common, "training.steps=20"), full)
     train(cfg_of(*common, "training.steps=10"), part)
@@ -116,12 +153,21 @@ def test_load_run_gives_the_ema_model(tmp_path):
 def test_incompatible_checkpoint_for_resume_is_a_clear_error(tmp_path):
     train(cfg_of(*TINY, "training.steps=2"), tmp_path)
     with pytest.raises(CheckpointError, match="does not fit"):
-        train(cfg_of(*TINY, "training.steps=4", "training.resume=auto", "model.hidden=16"), tmp_path)
+        train(
+            cfg_of(*TINY, "training.steps=4", "training.resume=auto", "model.hidden=16"), tmp_path
+        )
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = cfg_of(*TINY, "training.steps=200", "training.lr=1e12", "training.warmup=0", "training.grad_clip=0",
-                 "training.checkpoint_every=1", "training.log_every=1")
+    cfg = cfg_of(
+        *TINY,
+        "training.steps=200",
+        "training.lr=1e12",
+        "training.warmup=0",
+        "training.grad_clip=0",
+        "training.checkpoint_every=1",
+        "training.log_every=1",
+    )
     with pytest.raises(NonFiniteLossError, match=r"non-finite .* at step (\d+)") as err:
         train(cfg, tmp_path)
     import re

@@ -62,8 +62,9 @@ def assert_gaussian_stats(x, mean, cov, z=4.5, rel_var=0.06):
     # Langevin discretisation (step size from snr = 0.16 inflates the variance by ~2-3 %)
     d = torch.diagonal(cov)
     se_cov = ((cov**2 + torch.outer(d, d)) / n).sqrt()
-    assert ((torch.cov(x.T) - cov).abs() <= z * se_cov + rel_var * torch.outer(d, d).sqrt()).all(), (
-        torch.cov(x.T), cov)
+    assert (
+        (torch.cov(x.T) - cov).abs() <= z * se_cov + rel_var * torch.outer(d, d).sqrt()
+    ).all(), (torch.cov(x.T), cov)
 
 
 def test_inpainting_correlated_gaussian_matches_exact_conditional():
@@ -89,11 +90,20 @@ def test_inpainting_separated_modes_misweights_them_known_limitation():
     n = 1000
     data = torch.zeros(n, 2, dtype=D64)
     data[:, 0] = 0.3
-    res = inpaint(sde, gm.score_fn(sde), data, torch.tensor([1.0, 0.0]),
-                  generator=torch.Generator().manual_seed(1), dtype=D64, **PC)
+    res = inpaint(
+        sde,
+        gm.score_fn(sde),
+        data,
+        torch.tensor([1.0, 0.0]),
+        generator=torch.Generator().manual_seed(1),
+        dtype=D64,
+        **PC,
+    )
     lw = -torch.tensor([(0.3 + 1.5) ** 2, (0.3 - 1.5) ** 2], dtype=D64) / (2 * 0.25)
     w = torch.softmax(lw, 0)
-    exact = w[0] * 0.5 * math.erfc(1.5 / 0.5 / math.sqrt(2)) + w[1] * 0.5 * math.erfc(-1.5 / 0.5 / math.sqrt(2))
+    exact = w[0] * 0.5 * math.erfc(1.5 / 0.5 / math.sqrt(2)) + w[1] * 0.5 * math.erfc(
+        -1.5 / 0.5 / math.sqrt(2)
+    )
     p = (res.x[:, 1] > 0).double().mean().item()
     se = math.sqrt(0.25 / n)
     assert 0.5 + 4 * se < p < exact.item() - 0.1, (p, exact)
@@ -111,7 +121,9 @@ def test_colorization_gaussian_matches_exact_conditional():
     grey = 0.25
     n = 2000
     gray = torch.full((n, 1, 1, 1), grey, dtype=D64)
-    res = colorize(sde, gm.score_fn(sde), gray, generator=torch.Generator().manual_seed(2), dtype=D64, **PC)
+    res = colorize(
+        sde, gm.score_fn(sde), gray, generator=torch.Generator().manual_seed(2), dtype=D64, **PC
+    )
     assert res.x.shape == (n, 3, 1, 1)
     torch.testing.assert_close(to_grayscale(res.x), gray, rtol=0, atol=1e-12)
     u = decouple(res.x).reshape(n, 3)
@@ -169,11 +181,21 @@ def test_masks_and_bad_mask_shapes():
 def test_sdedit_small_t0_returns_the_guide(gen):
     sde = VPSDE()
     gm = GaussianMixture([0.5, 0.5], [[-1.0, 0.5], [1.0, -0.5]], 0.4).to(D64)
-    guide = torch.tensor([[2.0, 2.0], [-0.5, 0.3], [0.0, -3.0]], dtype=D64)  # off-distribution strokes
+    guide = torch.tensor(
+        [[2.0, 2.0], [-0.5, 0.3], [0.0, -3.0]], dtype=D64
+    )  # off-distribution strokes
     devs = []
     for t0 in (1e-4, 0.01, 0.05):
-        res = sdedit(sde, gm.score_fn(sde), guide, t0, n_per_guide=200, generator=gen,
-                     method="reverse_diffusion", steps=20)
+        res = sdedit(
+            sde,
+            gm.score_fn(sde),
+            guide,
+            t0,
+            n_per_guide=200,
+            generator=gen,
+            method="reverse_diffusion",
+            steps=20,
+        )
         std0 = sde.marginal_coeffs(torch.tensor(t0, dtype=D64))[1].item()
         dev = (res.x - guide.repeat_interleave(200, 0)).pow(2).sum(1).mean().sqrt().item()
         assert dev < 3 * std0 * math.sqrt(2) + 1e-3, (t0, dev, std0)
@@ -184,10 +206,20 @@ def test_sdedit_small_t0_returns_the_guide(gen):
 def test_sdedit_t0_equal_T_is_unconditional_sampling():
     sde = VPSDE()
     gm = GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.5]], 0.4).to(D64)
-    guide = torch.tensor([[3.0, 3.0]], dtype=D64)  # far from the data: ignored at t0 = T up to m(T) ~ 7e-3
+    guide = torch.tensor(
+        [[3.0, 3.0]], dtype=D64
+    )  # far from the data: ignored at t0 = T up to m(T) ~ 7e-3
     n = 2000
-    res = sdedit(sde, gm.score_fn(sde), guide, sde.T, n_per_guide=n, generator=torch.Generator().manual_seed(3),
-                 method="reverse_diffusion", steps=200)
+    res = sdedit(
+        sde,
+        gm.score_fn(sde),
+        guide,
+        sde.T,
+        n_per_guide=n,
+        generator=torch.Generator().manual_seed(3),
+        method="reverse_diffusion",
+        steps=200,
+    )
     cov = gm.covariance()
     se = (torch.diagonal(cov) / n).sqrt()
     assert ((res.x.mean(0) - gm.mean()).abs() <= 4.5 * se + 0.01).all()
@@ -200,9 +232,15 @@ def test_sdedit_reproducible_across_batch_splits_and_guide_major():
     gm = GaussianMixture([1.0], [[0.0, 0.0]], 1.0).to(D64)
     guide = torch.tensor([[1.0, 1.0], [-1.0, -1.0]], dtype=D64)
     seeds = torch.arange(6) * 7919 + 11
-    full = sdedit(sde, gm.score_fn(sde), guide, 0.3, n_per_guide=3, seeds=seeds, method="pc", steps=10).x
-    a = sdedit(sde, gm.score_fn(sde), guide[:1], 0.3, n_per_guide=3, seeds=seeds[:3], method="pc", steps=10).x
-    b = sdedit(sde, gm.score_fn(sde), guide[1:], 0.3, n_per_guide=3, seeds=seeds[3:], method="pc", steps=10).x
+    full = sdedit(
+        sde, gm.score_fn(sde), guide, 0.3, n_per_guide=3, seeds=seeds, method="pc", steps=10
+    ).x
+    a = sdedit(
+        sde, gm.score_fn(sde), guide[:1], 0.3, n_per_guide=3, seeds=seeds[:3], method="pc", steps=10
+    ).x
+    b = sdedit(
+        sde, gm.score_fn(sde), guide[1:], 0.3, n_per_guide=3, seeds=seeds[3:], method="pc", steps=10
+    ).x
     torch.testing.assert_close(torch.cat([a, b]), full, rtol=1e-10, atol=1e-10)
     assert (full[:3].mean(0) - full[3:].mean(0)).sum() > 0  # rows 0..2 from guide 0 (positive)
 

@@ -30,7 +30,10 @@ def _idx_bytes(arr: np.ndarray) -> bytes:
 @pytest.fixture
 def mnist_dir(tmp_path):
     rng = np.random.default_rng(0)
-    imgs = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (("train", 12), ("t10k", 5))}
+    imgs = {
+        s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        for s, n in (("train", 12), ("t10k", 5))
+    }
     labs = {s: rng.integers(0, 10, len(imgs[s]), dtype=np.uint8) for s in imgs}
     for s in list(imgs):  # train files gzip, test files raw: both must be read
         img, lab = _idx_bytes(imgs[s]), _idx_bytes(labs[s])
@@ -58,7 +61,9 @@ def test_idx_dataset_range_levels_labels(mnist_dir):
         ds = load_idx_dataset(root, "train", name="mnist", data_range=rng_)
         x, y = ds[3]
         assert x.shape == (1, 28, 28) and int(y) == int(labs["train"][3])
-        assert torch.allclose(x, torch.from_numpy(imgs["train"][3]).float()[None] / 255 * (1 - lo) + lo)
+        assert torch.allclose(
+            x, torch.from_numpy(imgs["train"][3]).float()[None] / 255 * (1 - lo) + lo
+        )
         assert ds.info["levels"] == 256 and ds.info["num_classes"] == 10
     assert len(load_idx_dataset(root, "test")) == 5
 
@@ -114,7 +119,9 @@ def test_image_folder_png_classes_and_corrupt_file(tmp_path):
     for cls in ("cats", "dogs"):
         (tmp_path / cls).mkdir()
         for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / cls / f"{i}.png"
+            )
     ref = np.array(Image.open(tmp_path / "dogs" / "1.png"))
     ds = load_image_folder_dataset(tmp_path, "train", image_size=16, channels=3)
     assert len(ds) == 6 and ds.info["num_classes"] == 2 and ds.info["shape"] == [3, 16, 16]
@@ -129,7 +136,9 @@ def test_image_folder_png_classes_and_corrupt_file(tmp_path):
 def test_digits_levels_split_and_range():
     tr, te = get_dataset("digits", "train"), get_dataset("digits", "test")
     assert len(tr) + len(te) == 1797 and len(te) == 297
-    assert tr.info["levels"] == 17 and tr.info["shape"] == [1, 8, 8] and tr.info["num_classes"] == 10
+    assert (
+        tr.info["levels"] == 17 and tr.info["shape"] == [1, 8, 8] and tr.info["num_classes"] == 10
+    )
     x, _ = tr.get_batch(torch.arange(len(tr)))
     grid = (x + 1) / 2 * 16  # integer levels 0..16 back
     assert torch.allclose(grid, grid.round(), atol=1e-5) and x.min() == -1 and x.max() == 1
@@ -166,17 +175,23 @@ def test_bad_names_give_clear_errors():
 
 def _fashion_installed() -> bool:
     try:
-        out = subprocess.run(["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            ["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True, text=True, check=False
+        )
     except FileNotFoundError:
         return False
     return out.returncode == 0 and os.path.isdir(FASHION_MNIST_DEBIAN_ROOT)
 
 
-@pytest.mark.skipif(not _fashion_installed(), reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not _fashion_installed(), reason="Debian package dataset-fashion-mnist not installed"
+)
 def test_fashion_mnist_from_debian_package():
     te = get_dataset("fashion_mnist", "test")  # default root is the package's directory
     assert len(te) == 10000 and te.info["shape"] == [1, 28, 28] and te.info["levels"] == 256
     y = te.labels
     assert set(y.tolist()) == set(range(10)) and int((y == 0).sum()) == 1000
     x, _ = te.get_batch(torch.arange(100))
-    assert -1 <= float(x.min()) and float(x.max()) <= 1 and 0.3 < float((x > -1).float().mean()) < 0.8
+    assert (
+        -1 <= float(x.min()) and float(x.max()) <= 1 and 0.3 < float((x > -1).float().mean()) < 0.8
+    )

@@ -62,8 +62,10 @@ def test_feature_net_cache_errors_are_clear(tmp_path):
         load_feature_net("cifar10", tmp_path)
 
 
-@pytest.mark.skipif(fashion_mnist_root() is None, reason="Fashion-MNIST IDX files not installed "
-                    "(Debian package dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    fashion_mnist_root() is None,
+    reason="Fashion-MNIST IDX files not installed (Debian package dataset-fashion-mnist)",
+)
 def test_fashion_mnist_feature_data_and_net_shapes():
     x, y = load_feature_dataset("fashion", "test")
     assert x.shape == (10000, 1, 28, 28) and y.shape == (10000,)
@@ -92,8 +94,13 @@ def test_image_metrics_in_digits_features_separate_real_from_noise(digits_cache,
     np.savez(tmp_path / "real.npz", x=real_train.numpy())
     noise = torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     np.savez(tmp_path / "noise.npz", samples=noise[:, 0].numpy())  # [N, H, W] gets a channel
-    common = {"data": {"name": "digits"}, "num_samples": 300, "seeds": [0, 1],
-              "feature_cache": str(cache), "options": {"kid_subsets": 10, "kid_subset_size": 200}}
+    common = {
+        "data": {"name": "digits"},
+        "num_samples": 300,
+        "seeds": [0, 1],
+        "feature_cache": str(cache),
+        "options": {"kid_subsets": 10, "kid_subset_size": 200},
+    }
     good = run_evaluation(samples=str(tmp_path / "real.npz"), **common)
     bad = run_evaluation(samples=str(tmp_path / "noise.npz"), **common)
     assert good["features"] == "digits" and good["metrics"] == ["fd", "kid", "pr"]
@@ -125,10 +132,21 @@ def test_evaluate_cli_on_npz_writes_json(tmp_path):
     np.savez(tmp_path / "fake.npz", samples=(torch.randn(1200, 2, generator=g) + 0.5).numpy())
     out = tmp_path / "out"
     env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
-    cmd = [sys.executable, "-m", "scoresde.evaluate", f"samples={tmp_path / 'fake.npz'}",
-           f"reference={tmp_path / 'real.npz'}", "num_samples=600", "seeds=[0,1,2]",
-           "progress=false", "logger=wandb", f"hydra.run.dir={out}"]
-    proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "scoresde.evaluate",
+        f"samples={tmp_path / 'fake.npz'}",
+        f"reference={tmp_path / 'real.npz'}",
+        "num_samples=600",
+        "seeds=[0,1,2]",
+        "progress=false",
+        "logger=wandb",
+        f"hydra.run.dir={out}",
+    ]
+    proc = subprocess.run(
+        cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "evaluate.json").read_text())
     assert report["kind"] == "vector" and report["metrics"] == ["sw", "mmd", "energy"]
@@ -149,16 +167,28 @@ def _tiny_run(run_dir: Path) -> Path:
 
     config = {
         "sde": {"name": "vp", "beta_min": 0.1, "beta_max": 20.0, "N": 100},
-        "model": {"name": "mlp", "parameterization": "eps", "hidden": 32, "num_blocks": 1,
-                  "embed_dim": 16},
+        "model": {
+            "name": "mlp",
+            "parameterization": "eps",
+            "hidden": 32,
+            "num_blocks": 1,
+            "embed_dim": 16,
+        },
         "data": {"name": "moons", "n": 1000, "n_test": 400, "seed": 0},
         "sampler": {"method": "euler_maruyama", "steps": 8},
     }
     info = build_dataset(config["data"], "train").info
     torch.manual_seed(0)
     model = build_score_model(config, info)
-    state = {"model": model.state_dict(), "ema": model.state_dict(), "step": 7, "config": config,
-             "data_info": info, "optimizer": {}, "rng": {}}
+    state = {
+        "model": model.state_dict(),
+        "ema": model.state_dict(),
+        "step": 7,
+        "config": config,
+        "data_info": info,
+        "optimizer": {},
+        "rng": {},
+    }
     return save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
 
 
@@ -191,19 +221,33 @@ def test_evaluate_image_checkpoint_in_digits_features_clips_samples(tmp_path, di
         pytest.skip(f"scoresde.runs / scoresde.sampling.sample not available: {e}")
     config = {
         "sde": {"name": "vp", "beta_min": 0.1, "beta_max": 20.0, "N": 100},
-        "model": {"name": "unet_small", "parameterization": "eps", "ch": 8, "ch_mult": [1, 2],
-                  "num_res_blocks": 1},
+        "model": {
+            "name": "unet_small",
+            "parameterization": "eps",
+            "ch": 8,
+            "ch_mult": [1, 2],
+            "num_res_blocks": 1,
+        },
         "data": {"name": "digits"},
         "sampler": {"method": "euler_maruyama", "steps": 3},
     }
     info = build_dataset(config["data"], "train").info
     torch.manual_seed(0)
-    state = {"model": build_score_model(config, info).state_dict(), "step": 1, "config": config,
-             "data_info": info}
+    state = {
+        "model": build_score_model(config, info).state_dict(),
+        "step": 1,
+        "config": config,
+        "data_info": info,
+    }
     save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", state)
-    r = run_evaluation(ckpt=str(tmp_path / "run"), num_samples=100, seeds=[0],
-                 feature_cache=str(digits_cache[0]), options={"kid_subsets": 5},
-                 sample_dir=tmp_path / "s")
+    r = run_evaluation(
+        ckpt=str(tmp_path / "run"),
+        num_samples=100,
+        seeds=[0],
+        feature_cache=str(digits_cache[0]),
+        options={"kid_subsets": 5},
+        sample_dir=tmp_path / "s",
+    )
     assert r["kind"] == "image" and r["features"] == "digits" and r["clip"] is True
     assert set(r["summary"]) == {"fd", "kid", "kid_std", "precision", "recall"}
     saved = load_samples_npz(tmp_path / "s" / "samples_seed0.npz")

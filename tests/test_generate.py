@@ -16,11 +16,26 @@ from scoresde.generate import generate
 from scoresde.runs import build_score_model
 
 TRAIN = [
-    "data=gmm8", "data.n=512", "data.n_test=64", "model=mlp", "model.hidden=16", "model.num_blocks=1",
-    "model.embed_dim=8", "logger=none", "device=cpu", "training.steps=5", "training.batch_size=32",
-    "training.progress=false", "training.sample_every=0", "training.eval_every=0", "training.final_sample_n=0",
-    "training.final_likelihood_n=0", "training.likelihood_every=0", "training.checkpoint_every=0",
-    "training.snapshot_every=0", "training.log_every=0",
+    "data=gmm8",
+    "data.n=512",
+    "data.n_test=64",
+    "model=mlp",
+    "model.hidden=16",
+    "model.num_blocks=1",
+    "model.embed_dim=8",
+    "logger=none",
+    "device=cpu",
+    "training.steps=5",
+    "training.batch_size=32",
+    "training.progress=false",
+    "training.sample_every=0",
+    "training.eval_every=0",
+    "training.final_sample_n=0",
+    "training.final_likelihood_n=0",
+    "training.likelihood_every=0",
+    "training.checkpoint_every=0",
+    "training.snapshot_every=0",
+    "training.log_every=0",
 ]
 FAST = ["sampler=pc", "sampler.steps=8", "progress=false"]
 
@@ -38,14 +53,29 @@ def runs(tmp_path_factory):
     cond = root / "cond"
     run(_compose("config", [*TRAIN, "model.conditional=true", "training.label_dropout=0.2"]), cond)
     clf = root / "clf"
-    run(_compose("config", [*TRAIN, "task=classifier", "task.steps=5", "task.progress=false", "task.hidden=16",
-                            "task.embed_dim=8", "task.eval_n=16"]), clf)
+    run(
+        _compose(
+            "config",
+            [
+                *TRAIN,
+                "task=classifier",
+                "task.steps=5",
+                "task.progress=false",
+                "task.hidden=16",
+                "task.embed_dim=8",
+                "task.eval_n=16",
+            ],
+        ),
+        clf,
+    )
     # an unconditional model: same config with conditional=false and fresh weights
     state = load_checkpoint(cond)
     cfg = OmegaConf.create(state["config"])
     cfg.model.conditional = False
     model = build_score_model(cfg, state["data_info"])
-    state.update(config=OmegaConf.to_container(cfg), model=model.state_dict(), ema=model.state_dict())
+    state.update(
+        config=OmegaConf.to_container(cfg), model=model.state_dict(), ema=model.state_dict()
+    )
     uncond = root / "uncond.pt"
     save_checkpoint(uncond, state)
     return {"cond": cond, "clf": clf, "uncond": uncond}
@@ -59,7 +89,9 @@ def _gen(tmp_path, name, overrides):
     return s, arrays
 
 
-@pytest.mark.parametrize("task", [["task=unconditional"], ["task=class", "task.w=1.5"]], ids=["uncond", "cfg"])
+@pytest.mark.parametrize(
+    "task", [["task=unconditional"], ["task=class", "task.w=1.5"]], ids=["uncond", "cfg"]
+)
 def test_same_seed_same_samples_whatever_the_batch_size(runs, tmp_path, task):
     ck = f"ckpt={runs['cond']}"
     s1, a = _gen(tmp_path, "a", [ck, "n=7", "batch_size=7", *task])
@@ -74,17 +106,40 @@ def test_same_seed_same_samples_whatever_the_batch_size(runs, tmp_path, task):
 
 def test_classifier_guidance_inpaint_and_sdedit_tasks(runs, tmp_path):
     ck = f"ckpt={runs['cond']}"
-    _, a = _gen(tmp_path, "cg", [ck, "n=4", "batch_size=3", "task=classifier_guidance",
-                                 f"task.classifier_ckpt={runs['clf']}", "task.scale=2.0", "task.y=[1,2]"])
+    _, a = _gen(
+        tmp_path,
+        "cg",
+        [
+            ck,
+            "n=4",
+            "batch_size=3",
+            "task=classifier_guidance",
+            f"task.classifier_ckpt={runs['clf']}",
+            "task.scale=2.0",
+            "task.y=[1,2]",
+        ],
+    )
     assert a["labels"].tolist() == [1, 2, 1, 2] and np.isfinite(a["samples_model"]).all()
     _, b = _gen(tmp_path, "inp", [ck, "n=5", "batch_size=2", "task=inpaint", "task.mask=[1,0]"])
-    np.testing.assert_array_equal(b["samples_model"][:, 0], b["known"][:, 0])  # known coordinate kept
+    np.testing.assert_array_equal(
+        b["samples_model"][:, 0], b["known"][:, 0]
+    )  # known coordinate kept
     _, b2 = _gen(tmp_path, "inp2", [ck, "n=5", "batch_size=5", "task=inpaint", "task.mask=[1,0]"])
     np.testing.assert_allclose(b["samples_model"], b2["samples_model"], rtol=1e-5, atol=1e-6)
     guide = tmp_path / "guide.npz"
     np.savez(guide, samples=np.array([[0.5, 0.5], [-2.0, 1.0]], dtype=np.float32))
-    s, c = _gen(tmp_path, "sde", [ck, "task=sdedit", f"task.guide={guide}", "task.t0=1e-4", "task.n_per_guide=3",
-                                  "batch_size=4"])
+    s, c = _gen(
+        tmp_path,
+        "sde",
+        [
+            ck,
+            "task=sdedit",
+            f"task.guide={guide}",
+            "task.t0=1e-4",
+            "task.n_per_guide=3",
+            "batch_size=4",
+        ],
+    )
     assert s["n"] == 6 and c["guides"].shape == (2, 2)
     np.testing.assert_allclose(c["samples_model"], np.repeat(c["guides"], 3, axis=0), atol=0.05)
 
@@ -99,9 +154,17 @@ def test_bad_input_gives_clear_errors(runs, tmp_path):
         _gen(tmp_path, "e3", [f"ckpt={runs['uncond']}", "n=2", "task=class", "task.w=1.0"])
     for t0 in ("0.0", "1.5"):
         with pytest.raises(ValueError, match=r"t0 must lie in \(0, T"):
-            _gen(tmp_path, "e4", [ck, "task=sdedit", f"task.guide={tmp_path / 'g.npz'}", f"task.t0={t0}"])
+            _gen(
+                tmp_path,
+                "e4",
+                [ck, "task=sdedit", f"task.guide={tmp_path / 'g.npz'}", f"task.t0={t0}"],
+            )
     with pytest.raises(ValueError, match="not a classifier checkpoint"):
-        _gen(tmp_path, "e5", [ck, "n=2", "task=classifier_guidance", f"task.classifier_ckpt={runs['cond']}"])
+        _gen(
+            tmp_path,
+            "e5",
+            [ck, "n=2", "task=classifier_guidance", f"task.classifier_ckpt={runs['cond']}"],
+        )
     with pytest.raises(ValueError, match="RGB"):
         _gen(tmp_path, "e6", [ck, "n=2", "task=colorize"])
 
@@ -110,9 +173,23 @@ def test_cli_writes_npz_png_and_settings(runs, tmp_path):
     out = tmp_path / "cli"
     env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "scoresde.generate", f"ckpt={runs['cond']}", "n=5", "batch_size=2",
-         "sampler=dpm_solver", "sampler.steps=5", "threads=1", f"hydra.run.dir={out}"],
-        check=False, capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "scoresde.generate",
+            f"ckpt={runs['cond']}",
+            "n=5",
+            "batch_size=2",
+            "sampler=dpm_solver",
+            "sampler.steps=5",
+            "threads=1",
+            f"hydra.run.dir={out}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     files = {p.name for p in Path(out).iterdir()}

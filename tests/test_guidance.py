@@ -74,7 +74,9 @@ def test_cfg_equals_classifier_guidance_and_bayes(sde, gen):
         cfg = classifier_free_score_fn(OracleModel(gm, sde), y, w=w)
         cg = classifier_guided_score_fn(uncond, clf, y, scale=1.0 + w)
         torch.testing.assert_close(cfg(x, t), cg(x, t), rtol=1e-9, atol=1e-9)
-        torch.testing.assert_close(cfg(x, t), combine_guided_scores(cond, uncond, w)(x, t), rtol=0, atol=0)
+        torch.testing.assert_close(
+            cfg(x, t), combine_guided_scores(cond, uncond, w)(x, t), rtol=0, atol=0
+        )
 
 
 def test_classifier_gradient_matches_finite_differences(gen):
@@ -89,7 +91,9 @@ def test_classifier_gradient_matches_finite_differences(gen):
     for k in range(2):
         e = torch.zeros_like(x)
         e[:, k] = h
-        fd = (gm.class_log_prob_t(x + e, t, sde)[:, 1] - gm.class_log_prob_t(x - e, t, sde)[:, 1]) / (2 * h)
+        fd = (
+            gm.class_log_prob_t(x + e, t, sde)[:, 1] - gm.class_log_prob_t(x - e, t, sde)[:, 1]
+        ) / (2 * h)
         torch.testing.assert_close(g[:, k], fd, rtol=1e-5, atol=1e-7)
 
 
@@ -99,8 +103,15 @@ def test_classifier_guidance_scale_one_samples_class_conditional():
     gm = labelled_gm()
     score = classifier_guided_score_fn(gm.score_fn(sde), exact_classifier(gm, sde), 0, scale=1.0)
     n = 2000
-    res = sample(sde, score, (n, 2), method="reverse_diffusion", steps=200, dtype=D64,
-                 generator=torch.Generator().manual_seed(1))
+    res = sample(
+        sde,
+        score,
+        (n, 2),
+        method="reverse_diffusion",
+        steps=200,
+        dtype=D64,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert_matches(res.x, gm.conditional(0))
     # against exact samples of p_0(x | y): the share of the class's first component (x0 < x1 splits
     # (-1.5, 0) from (0, 1.5)); weights 0.3 : 0.2
@@ -115,8 +126,16 @@ def test_cfg_w0_with_oracle_model_samples_class_conditional():
     sde = VPSDE()
     gm = labelled_gm()
     score = classifier_free_score_fn(OracleModel(gm, sde), 1, w=0.0)
-    res = sample(sde, score, (N, 2), method="ode", dtype=D64, rtol=1e-6, atol=1e-6,
-                 generator=torch.Generator().manual_seed(3))
+    res = sample(
+        sde,
+        score,
+        (N, 2),
+        method="ode",
+        dtype=D64,
+        rtol=1e-6,
+        atol=1e-6,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert_matches(res.x, gm.conditional(1))
 
 
@@ -130,12 +149,22 @@ def test_guidance_strength_sharpens_towards_class():
     post, spread = [], []
     for w in (0.0, 1.0, 4.0):
         score = classifier_free_score_fn(OracleModel(gm, sde), 0, w=w)
-        x = sample(sde, score, (n, 2), method="ode", dtype=D64, rtol=1e-5, atol=1e-5,
-                   generator=torch.Generator().manual_seed(4)).x
+        x = sample(
+            sde,
+            score,
+            (n, 2),
+            method="ode",
+            dtype=D64,
+            rtol=1e-5,
+            atol=1e-5,
+            generator=torch.Generator().manual_seed(4),
+        ).x
         p = gm.class_log_prob_t(x)[:, 0].exp()
         post.append((p.mean().item(), p.std().item() / math.sqrt(n)))
         spread.append(torch.cov(x.T).trace().item())
-    exact_post = gm.class_log_prob_t(gm.conditional(0).sample(20000, torch.Generator().manual_seed(5)))[:, 0]
+    exact_post = gm.class_log_prob_t(
+        gm.conditional(0).sample(20000, torch.Generator().manual_seed(5))
+    )[:, 0]
     assert abs(post[0][0] - exact_post.exp().mean().item()) < 4.5 * post[0][1] + 0.005
     for (a, sa), (b, sb) in itertools.pairwise(post):
         assert b - a > 4 * math.hypot(sa, sb), post
@@ -163,7 +192,9 @@ def test_labels_out_of_range_raise():
         classifier_free_score_fn(OracleModel(gm, sde), torch.tensor([0, -1]), w=1.0)
     with pytest.raises(ValueError, match="labels"):
         classifier_guided_score_fn(gm.score_fn(sde), exact_classifier(gm, sde), 5, num_classes=2)
-    score = classifier_guided_score_fn(gm.score_fn(sde), exact_classifier(gm, sde), 3)  # C from the logits
+    score = classifier_guided_score_fn(
+        gm.score_fn(sde), exact_classifier(gm, sde), 3
+    )  # C from the logits
     with pytest.raises(ValueError, match="classes"):
         score(torch.zeros(2, 2, dtype=D64), torch.full((2,), 0.5, dtype=D64))
     with pytest.raises(TypeError, match="integer"):
@@ -171,7 +202,9 @@ def test_labels_out_of_range_raise():
     with pytest.raises(ValueError, match="w must be finite"):
         classifier_free_score_fn(OracleModel(gm, sde), 0, w=float("nan"))
     with pytest.raises(ValueError, match=r"shape \[1\] or \[B\]"):
-        classifier_free_score_fn(OracleModel(gm, sde), torch.tensor([0, 1, 1]))(torch.zeros(2, 2), torch.ones(2))
+        classifier_free_score_fn(OracleModel(gm, sde), torch.tensor([0, 1, 1]))(
+            torch.zeros(2, 2), torch.ones(2)
+        )
 
 
 def test_model_num_classes_finds_nested_nets():
@@ -179,8 +212,12 @@ def test_model_num_classes_finds_nested_nets():
     from scoresde.score import ScoreModel
 
     sde = VPSDE()
-    cond = ScoreModel(build_net("mlp", (2,), num_classes=3, hidden=16, num_blocks=1, embed_dim=8), sde)
-    flat = ScoreModel(build_net("mlp", (1, 2, 2), num_classes=4, hidden=16, num_blocks=1, embed_dim=8), sde)
+    cond = ScoreModel(
+        build_net("mlp", (2,), num_classes=3, hidden=16, num_blocks=1, embed_dim=8), sde
+    )
+    flat = ScoreModel(
+        build_net("mlp", (1, 2, 2), num_classes=4, hidden=16, num_blocks=1, embed_dim=8), sde
+    )
     unc = ScoreModel(build_net("mlp", (2,), hidden=16, num_blocks=1, embed_dim=8), sde)
     assert model_num_classes(cond) == 3
     assert model_num_classes(flat) == 4
@@ -197,7 +234,9 @@ def test_noisy_classifier_learns_the_posterior():
     gm = labelled_gm().to(torch.float32)
     x, y = gm.sample(4000, generator=torch.Generator().manual_seed(6), return_labels=True)
     clf = NoisyClassifier([2], 2, hidden=32, num_blocks=1, embed_dim=16, sde=sde)
-    loss0 = classifier_loss(clf, sde, x[:512], y[:512], generator=torch.Generator().manual_seed(0)).item()
+    loss0 = classifier_loss(
+        clf, sde, x[:512], y[:512], generator=torch.Generator().manual_seed(0)
+    ).item()
     losses = fit_classifier(clf, sde, (x, y), steps=150, batch_size=256, lr=5e-3, seed=0)
     assert sum(losses[-20:]) / 20 < loss0
     xt, yt = gm.sample(2000, generator=torch.Generator().manual_seed(7), return_labels=True)
@@ -206,7 +245,9 @@ def test_noisy_classifier_learns_the_posterior():
         acc = noisy_accuracy(clf, sde, xt, yt, t, generator=g)
         tt = torch.full((2000,), t)
         m, std = sde.marginal_coeffs(tt)
-        xn = m[:, None] * xt + std[:, None] * torch.randn(xt.shape, generator=torch.Generator().manual_seed(8))
+        xn = m[:, None] * xt + std[:, None] * torch.randn(
+            xt.shape, generator=torch.Generator().manual_seed(8)
+        )
         bayes = (gm.class_log_prob_t(xn, tt, sde).argmax(1) == yt).double().mean().item()
         assert acc > bayes - 0.06, (t, acc, bayes)
     grad = classifier_log_prob_grad(clf, xt[:16], torch.full((16,), 0.3), yt[:16])

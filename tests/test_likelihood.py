@@ -58,7 +58,9 @@ def test_nfe_counts_score_calls_and_times_stay_in_eps_T():
 
     x = gm.sample(4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        res = log_likelihood(sde, score, x, trace="rademacher", eps=1e-3, generator=torch.Generator().manual_seed(0))
+        res = log_likelihood(
+            sde, score, x, trace="rademacher", eps=1e-3, generator=torch.Generator().manual_seed(0)
+        )
     assert res.nfe == len(times)
     t = torch.cat(times)
     assert t.min() >= 1e-3 - 1e-12 and t.max() <= sde.T + 1e-12
@@ -72,8 +74,16 @@ def test_hutchinson_is_unbiased_within_its_standard_error(trace, name):
     x = gm.sample(8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ex = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", rtol=1e-6, atol=1e-6)
-        est = log_likelihood(sde, gm.score_fn(sde), x, trace=trace, probes=64, rtol=1e-6, atol=1e-6,
-                             generator=torch.Generator().manual_seed(4))
+        est = log_likelihood(
+            sde,
+            gm.score_fn(sde),
+            x,
+            trace=trace,
+            probes=64,
+            rtol=1e-6,
+            atol=1e-6,
+            generator=torch.Generator().manual_seed(4),
+        )
     assert est.stderr is not None and (est.stderr > 0).all()
     z = (est.logp - ex.logp) / est.stderr
     # 8 independent z-scores: each within 4.5 sigma, and their mean square near 1 (chi^2_8 / 8 < 3.5)
@@ -167,9 +177,18 @@ def test_bits_per_dim_of_a_known_discrete_distribution():
     k = torch.tensor([[0, 1], [2, 3], [3, 0], [1, 2]])
     R = 32
     with torch.no_grad():
-        res = bits_per_dim(sde, gm.score_fn(sde), k, levels=levels, data_range=data_range, repeats=R,
-                           trace="exact", eps=eps, generator=torch.Generator().manual_seed(0),
-                           dtype=torch.float64)
+        res = bits_per_dim(
+            sde,
+            gm.score_fn(sde),
+            k,
+            levels=levels,
+            data_range=data_range,
+            repeats=R,
+            trace="exact",
+            eps=eps,
+            generator=torch.Generator().manual_seed(0),
+            dtype=torch.float64,
+        )
     exact = _exact_bound_bpd(gm, sde, k, levels, data_range, eps)
     se = res.per_draw.std(dim=0) / math.sqrt(R)
     assert ((res.per_sample - exact).abs() < 4 * se + 2e-3).all(), (res.per_sample, exact, se)
@@ -187,8 +206,17 @@ def test_bits_per_dim_does_not_depend_on_the_model_scaling():
     for data_range in ((0.0, 1.0), (-1.0, 1.0)):
         gm = _grid_mixture(data_range)
         with torch.no_grad():
-            r = bits_per_dim(sde, gm.score_fn(sde), k, levels=8, data_range=data_range, repeats=2,
-                             trace="exact", generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+            r = bits_per_dim(
+                sde,
+                gm.score_fn(sde),
+                k,
+                levels=8,
+                data_range=data_range,
+                repeats=2,
+                trace="exact",
+                generator=torch.Generator().manual_seed(5),
+                dtype=torch.float64,
+            )
         bpds.append(r.per_draw)
     assert torch.allclose(bpds[0], bpds[1], atol=2e-3)
     assert bpd_offset(256, (-1, 1)) == 7.0 and bpd_offset(256, (0, 1)) == 8.0

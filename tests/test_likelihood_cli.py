@@ -18,9 +18,17 @@ FAST = ["rtol=1e-3", "atol=1e-3", "eps=1e-3", "threads=1", "progress=false"]
 
 
 def _make_run(root: Path, data: str) -> Path:
-    cfg = {"sde": {"name": "vp"},
-           "model": {"name": "mlp", "hidden": 16, "num_blocks": 1, "embed_dim": 8, "parameterization": "eps"},
-           "data": {"name": data}}
+    cfg = {
+        "sde": {"name": "vp"},
+        "model": {
+            "name": "mlp",
+            "hidden": 16,
+            "num_blocks": 1,
+            "embed_dim": 8,
+            "parameterization": "eps",
+        },
+        "data": {"name": data},
+    }
     info = dict(build_dataset(cfg["data"], "test").info)
     model = build_score_model(cfg, info)
     g = torch.Generator().manual_seed(0)
@@ -28,15 +36,28 @@ def _make_run(root: Path, data: str) -> Path:
         for p in model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g))
     sd = model.state_dict()
-    save_checkpoint(root / "checkpoints" / "last.pt", {"model": sd, "ema": sd, "optimizer": {}, "step": 7,
-                                                      "rng": {}, "config": cfg, "data_info": info})
+    save_checkpoint(
+        root / "checkpoints" / "last.pt",
+        {
+            "model": sd,
+            "ema": sd,
+            "optimizer": {},
+            "step": 7,
+            "rng": {},
+            "config": cfg,
+            "data_info": info,
+        },
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
-    return {"digits": _make_run(base / "digits", "digits"), "moons": _make_run(base / "moons", "moons")}
+    return {
+        "digits": _make_run(base / "digits", "digits"),
+        "moons": _make_run(base / "moons", "moons"),
+    }
 
 
 def _cfg(overrides):
@@ -47,8 +68,17 @@ def _cfg(overrides):
 def test_cli_reports_bits_per_dim_matching_the_library(runs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     monkeypatch.chdir(tmp_path)
-    _main_in_process([f"ckpt={runs['digits']}", "max_samples=3", "batch_size=2", "repeats=2", *FAST,
-                      f"hydra.run.dir={out}"], monkeypatch)
+    _main_in_process(
+        [
+            f"ckpt={runs['digits']}",
+            "max_samples=3",
+            "batch_size=2",
+            "repeats=2",
+            *FAST,
+            f"hydra.run.dir={out}",
+        ],
+        monkeypatch,
+    )
     stdout = capsys.readouterr().out
     assert "bits/dim:" in stdout and "mean NFE" in stdout
     rec = json.loads((out / "likelihood.json").read_text())
@@ -60,9 +90,18 @@ def test_cli_reports_bits_per_dim_matching_the_library(runs, tmp_path, monkeypat
     run = load_run(runs["digits"])
     x = torch.stack([run.dataset("test")[i][0] for i in range(2)])
     with torch.no_grad():
-        ref = bits_per_dim(run.sde, run.model, x, levels=17, data_range=(-1, 1), repeats=2,
-                           generator=torch.Generator().manual_seed(_batch_seed(0, 0)),
-                           rtol=1e-3, atol=1e-3, eps=1e-3)
+        ref = bits_per_dim(
+            run.sde,
+            run.model,
+            x,
+            levels=17,
+            data_range=(-1, 1),
+            repeats=2,
+            generator=torch.Generator().manual_seed(_batch_seed(0, 0)),
+            rtol=1e-3,
+            atol=1e-3,
+            eps=1e-3,
+        )
     assert rec["batches"][0]["values"] == pytest.approx(ref.per_sample.tolist(), rel=1e-5)
 
 
@@ -144,7 +183,9 @@ def _main_in_process(args, monkeypatch):
 
 def test_missing_checkpoint_exits_nonzero_without_traceback(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
-        _main_in_process([f"ckpt={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'o'}"], monkeypatch)
+        _main_in_process(
+            [f"ckpt={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'o'}"], monkeypatch
+        )
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "error: cannot load checkpoint" in err and "does not exist" in err

@@ -70,8 +70,14 @@ def test_frechet_distance_from_sample_statistics_converges_to_the_exact_value(ge
     mu_y, s_y = feature_statistics(y)
     assert np.allclose(s_x, np.cov(x.numpy(), rowvar=False))
     b = 0.25 * np.eye(2)
-    exact = 2.0 + np.trace(a.numpy()) + 0.5 - 2 * math.sqrt(
-        np.trace(a.numpy() @ b) + 2 * math.sqrt(np.linalg.det(a.numpy()) * np.linalg.det(b))
+    exact = (
+        2.0
+        + np.trace(a.numpy())
+        + 0.5
+        - 2
+        * math.sqrt(
+            np.trace(a.numpy() @ b) + 2 * math.sqrt(np.linalg.det(a.numpy()) * np.linalg.det(b))
+        )
     )
     # statistics from 2x10^4 samples: errors ~ 1/sqrt(n) ~ 0.01 per moment
     assert frechet_distance(mu_x, s_x, mu_y, s_y) == pytest.approx(exact, abs=0.08)
@@ -101,7 +107,9 @@ def test_sliced_w2_of_isotropic_gaussians_is_mean_shift_over_sqrt_dim(gen):
     y = torch.randn(n, d, generator=gen, dtype=torch.float64) + mu
     sw = sliced_wasserstein(x, y, n_projections=256, generator=gen)
     assert sw == pytest.approx(float(mu.norm()) / math.sqrt(d), rel=0.08)
-    same = sliced_wasserstein(x, torch.randn(n, d, generator=gen, dtype=torch.float64), generator=gen)
+    same = sliced_wasserstein(
+        x, torch.randn(n, d, generator=gen, dtype=torch.float64), generator=gen
+    )
     assert same < 0.1
 
 
@@ -153,7 +161,9 @@ def test_energy_distance_matches_closed_form_for_1d_gaussians(gen):
     # 2 E|X - Y| - E|X - X'| - E|Y - Y'| with X - Y ~ N(-m, 2) and X - X' ~ N(0, 2):
     # E|Z| for Z ~ N(m, s^2) = s sqrt(2/pi) exp(-m^2 / 2 s^2) + m (1 - 2 Phi(-m / s))
     m, s = 1.0, math.sqrt(2.0)
-    e_xy = s * math.sqrt(2 / math.pi) * math.exp(-(m**2) / (2 * s**2)) + m * (1 - 2 * norm.cdf(-m / s))
+    e_xy = s * math.sqrt(2 / math.pi) * math.exp(-(m**2) / (2 * s**2)) + m * (
+        1 - 2 * norm.cdf(-m / s)
+    )
     exact = 2 * e_xy - 2 * 2 / math.sqrt(math.pi)
     vals = [
         energy_distance(
@@ -169,10 +179,12 @@ def test_energy_distance_matches_closed_form_for_1d_gaussians(gen):
 # ---------------------------------------------------------------------------- KID / precision-recall
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_shifted(gen):
     x = torch.randn(1000, 8, generator=gen)
-    same_mean, same_std = kid(x, torch.randn(1000, 8, generator=gen), num_subsets=20,
-                              subset_size=500, generator=gen)
-    diff_mean, diff_std = kid(x, torch.randn(1000, 8, generator=gen) + 0.5, num_subsets=20,
-                              subset_size=500, generator=gen)
+    same_mean, same_std = kid(
+        x, torch.randn(1000, 8, generator=gen), num_subsets=20, subset_size=500, generator=gen
+    )
+    diff_mean, diff_std = kid(
+        x, torch.randn(1000, 8, generator=gen) + 0.5, num_subsets=20, subset_size=500, generator=gen
+    )
     assert abs(same_mean) < 3 * same_std
     assert diff_mean > 10 * diff_std > 0
     with pytest.raises(ValueError, match="num_subsets"):

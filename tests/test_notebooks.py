@@ -33,7 +33,9 @@ def test_committed_notebook_has_no_outputs(name: str) -> None:
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
-        assert cell.get("outputs") == [], f"{name}: cell {i} has outputs; clear them before committing"
+        assert cell.get("outputs") == [], (
+            f"{name}: cell {i} has outputs; clear them before committing"
+        )
         assert cell.get("execution_count") is None, f"{name}: cell {i} has an execution count"
 
 
@@ -89,7 +91,9 @@ def test_notebook_executes_in_fast_mode(name: str, tmp_path: Path, monkeypatch) 
     )
     try:
         client.execute()
-    except nbclient.exceptions.CellExecutionError as err:  # show the failing cell, not nbclient's stack
+    except (
+        nbclient.exceptions.CellExecutionError
+    ) as err:  # show the failing cell, not nbclient's stack
         pytest.fail(f"{name} failed in fast mode:\n{err}", pytrace=False)
 
     executed = [c for c in nb.cells if c.cell_type == "code"]

@@ -15,7 +15,9 @@ FEW = {"ode": {"steps": 3}, "adaptive": {"rtol": 0.5, "atol": 0.5}}
 
 def gm2():
     ang = torch.arange(4, dtype=torch.float64) * math.pi / 2
-    return GaussianMixture(torch.ones(4), torch.stack([2 * ang.cos(), 2 * ang.sin()], 1), 0.3).to(torch.float32)
+    return GaussianMixture(torch.ones(4), torch.stack([2 * ang.cos(), 2 * ang.sin()], 1), 0.3).to(
+        torch.float32
+    )
 
 
 class Counter:
@@ -39,7 +41,14 @@ def kwargs(method, steps=4):
 def test_reported_nfe_equals_counted_calls(method, sde_name):
     sde = SDES[sde_name]
     fn = Counter(gm2().score_fn(sde))
-    res = sample(sde, fn, (16, 2), method=method, generator=torch.Generator().manual_seed(0), **kwargs(method))
+    res = sample(
+        sde,
+        fn,
+        (16, 2),
+        method=method,
+        generator=torch.Generator().manual_seed(0),
+        **kwargs(method),
+    )
     assert res.nfe == fn.calls > 0
     assert res.x.shape == (16, 2) and torch.isfinite(res.x).all()
 
@@ -51,7 +60,14 @@ def test_one_step_never_returns_nan(method, sde_name):
     kw = {} if method in ("adaptive",) else {"steps": 1}
     if method == "ode":
         kw["solver"] = "euler"
-    res = sample(sde, gm2().score_fn(sde), (64, 2), method=method, generator=torch.Generator().manual_seed(1), **kw)
+    res = sample(
+        sde,
+        gm2().score_fn(sde),
+        (64, 2),
+        method=method,
+        generator=torch.Generator().manual_seed(1),
+        **kw,
+    )
     assert torch.isfinite(res.x).all()
 
 
@@ -62,7 +78,9 @@ def test_generator_samples_are_chunk_independent(method):
     kw = kwargs(method, steps=5)
     if method == "adaptive":
         kw["error_norm"] = "per_sample"
-    full = sample(sde, fn, (12, 2), method=method, generator=torch.Generator().manual_seed(3), **kw).x
+    full = sample(
+        sde, fn, (12, 2), method=method, generator=torch.Generator().manual_seed(3), **kw
+    ).x
     g = torch.Generator().manual_seed(3)
     parts = [sample(sde, fn, (n, 2), method=method, generator=g, **kw).x for n in (5, 7)]
     torch.testing.assert_close(torch.cat(parts), full, rtol=1e-5, atol=1e-5)
@@ -76,9 +94,15 @@ def test_same_seed_same_samples_and_sde_method_reproducible():
     sde = VESDE()
     fn = gm2().score_fn(sde)
     for method in ("euler_maruyama", "sde"):
-        a = sample(sde, fn, (8, 2), method=method, steps=10, generator=torch.Generator().manual_seed(4)).x
-        b = sample(sde, fn, (8, 2), method=method, steps=10, generator=torch.Generator().manual_seed(4)).x
-        c = sample(sde, fn, (8, 2), method=method, steps=10, generator=torch.Generator().manual_seed(5)).x
+        a = sample(
+            sde, fn, (8, 2), method=method, steps=10, generator=torch.Generator().manual_seed(4)
+        ).x
+        b = sample(
+            sde, fn, (8, 2), method=method, steps=10, generator=torch.Generator().manual_seed(4)
+        ).x
+        c = sample(
+            sde, fn, (8, 2), method=method, steps=10, generator=torch.Generator().manual_seed(5)
+        ).x
         assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -95,11 +119,21 @@ def test_keyed_noise_is_standard_normal():
 @pytest.mark.parametrize("method", ["pc", "ode", "dpm_solver", "adaptive"])
 def test_float64_in_float64_out(method):
     sde = SubVPSDE()
-    res = sample(sde, gm2().to(torch.float64).score_fn(sde), (8, 2), method=method, dtype=torch.float64,
-                 generator=torch.Generator().manual_seed(0), **kwargs(method))
+    res = sample(
+        sde,
+        gm2().to(torch.float64).score_fn(sde),
+        (8, 2),
+        method=method,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+        **kwargs(method),
+    )
     assert res.x.dtype == torch.float64
     z = torch.randn(8, 2, dtype=torch.float64)
-    assert sample(sde, gm2().to(torch.float64).score_fn(sde), method="ddim", steps=3, x_init=z).x.dtype == torch.float64
+    assert (
+        sample(sde, gm2().to(torch.float64).score_fn(sde), method="ddim", steps=3, x_init=z).x.dtype
+        == torch.float64
+    )
 
 
 def test_project_hook_sees_every_update_and_x_init_t_start():
@@ -111,9 +145,20 @@ def test_project_hook_sees_every_update_and_x_init_t_start():
         return torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:]], 1)  # "inpaint" coordinate 0 with 0
 
     x0 = torch.randn(10, 2)
-    res = sample(sde, gm2().score_fn(sde), method="pc", steps=5, x_init=x0, t_start=0.5, project=project,
-                 corrector_steps=2, return_trajectory=True)
-    assert len(times) == 5 * (1 + 2) + 1  # predictor + 2 corrector updates per step, final denoising
+    res = sample(
+        sde,
+        gm2().score_fn(sde),
+        method="pc",
+        steps=5,
+        x_init=x0,
+        t_start=0.5,
+        project=project,
+        corrector_steps=2,
+        return_trajectory=True,
+    )
+    assert (
+        len(times) == 5 * (1 + 2) + 1
+    )  # predictor + 2 corrector updates per step, final denoising
     assert times[0] < 0.5 and times[-1] == 0.0
     assert torch.all(res.x[:, 0] == 0)
     assert res.trajectory.shape == (7, 10, 2) and res.times[0] == 0.5
@@ -135,22 +180,25 @@ def test_score_errors_name_step_and_time():
         sample(sde, nan_late, (4, 2), method="ddim", steps=3, time_grid="uniform")
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"method": "nope"}, r"method must be one of \['euler_maruyama'"),
-    ({"method": "pc", "predictor": "rk"}, r"predictor must be one of \['euler_maruyama'"),
-    ({"method": "pc", "corrector": "hmc"}, r"corrector must be one of \['langevin'"),
-    ({"steps": 0}, "steps must be an integer >= 1"),
-    ({"method": "pc", "snr": 0.0}, "snr must be a number > 0"),
-    ({"method": "ode", "rtol": -1.0}, "rtol must be a number > 0"),
-    ({"method": "adaptive", "rtol": 0}, "rtol must be a number > 0"),
-    ({"method": "ddim", "order": 2}, r"unknown option\(s\) \['order'\] for method 'ddim'"),
-    ({"method": "dpm_solver", "order": 4}, r"order must be one of \[1, 2, 3\]"),
-    ({"method": "ode", "steps": 5, "solver": "dopri5"}, "steps fixes the grid"),
-    ({"method": "sde", "solver": "rk4"}, r"solver must be one of \['euler'"),
-    ({"method": "pc", "langevin_norm": "x"}, "langevin_norm"),
-    ({"eps": 0}, "eps must be"),
-    ({"method": "ddim", "time_grid": "cosine"}, "time_grid must be one of"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"method": "nope"}, r"method must be one of \['euler_maruyama'"),
+        ({"method": "pc", "predictor": "rk"}, r"predictor must be one of \['euler_maruyama'"),
+        ({"method": "pc", "corrector": "hmc"}, r"corrector must be one of \['langevin'"),
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"method": "pc", "snr": 0.0}, "snr must be a number > 0"),
+        ({"method": "ode", "rtol": -1.0}, "rtol must be a number > 0"),
+        ({"method": "adaptive", "rtol": 0}, "rtol must be a number > 0"),
+        ({"method": "ddim", "order": 2}, r"unknown option\(s\) \['order'\] for method 'ddim'"),
+        ({"method": "dpm_solver", "order": 4}, r"order must be one of \[1, 2, 3\]"),
+        ({"method": "ode", "steps": 5, "solver": "dopri5"}, "steps fixes the grid"),
+        ({"method": "sde", "solver": "rk4"}, r"solver must be one of \['euler'"),
+        ({"method": "pc", "langevin_norm": "x"}, "langevin_norm"),
+        ({"eps": 0}, "eps must be"),
+        ({"method": "ddim", "time_grid": "cosine"}, "time_grid must be one of"),
+    ],
+)
 def test_bad_input_raises_value_error(bad, match):
     sde = VPSDE()
     with pytest.raises(ValueError, match=match):

@@ -20,7 +20,9 @@ SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
 
 def ring(k=8, radius=2.0, std=0.25, dtype=torch.float32):
     ang = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k
-    gm = GaussianMixture(torch.ones(k), torch.stack([radius * ang.cos(), radius * ang.sin()], 1), std)
+    gm = GaussianMixture(
+        torch.ones(k), torch.stack([radius * ang.cos(), radius * ang.sin()], 1), std
+    )
     return gm.to(dtype)
 
 
@@ -46,10 +48,21 @@ def test_convergence_order(name):
     gm = ring(k=4, std=0.35, dtype=torch.float64)
     eps = eps_for_sigma(sde, 0.02)
     x_T = sde.prior_sample((200, 2), torch.Generator().manual_seed(1), dtype=torch.float64)
-    ref = sample(sde, gm.score_fn(sde), method="ode", x_init=x_T, eps=eps, denoise=False, rtol=1e-9, atol=1e-9).x
+    ref = sample(
+        sde,
+        gm.score_fn(sde),
+        method="ode",
+        x_init=x_T,
+        eps=eps,
+        denoise=False,
+        rtol=1e-9,
+        atol=1e-9,
+    ).x
     errs = []
     for steps in (40, 160):
-        x = sample_unipc(sde, gm.score_fn(sde), steps=steps, x_init=x_T, denoise=False, time_grid="logsnr").x
+        x = sample_unipc(
+            sde, gm.score_fn(sde), steps=steps, x_init=x_T, denoise=False, time_grid="logsnr"
+        ).x
         errs.append(float((x - ref).abs().mean()))
     order = math.log(errs[0] / errs[1]) / math.log(4.0)
     assert errs[1] < 1e-5, errs
@@ -63,13 +76,19 @@ def floor():
     ref = gm.sample(n, torch.Generator().manual_seed(99))
 
     def sw(x):
-        return sliced_wasserstein(x, ref, n_projections=64, generator=torch.Generator().manual_seed(1))
+        return sliced_wasserstein(
+            x, ref, n_projections=64, generator=torch.Generator().manual_seed(1)
+        )
 
     sws = torch.tensor([sw(gm.sample(n, torch.Generator().manual_seed(300 + k))) for k in range(4)])
     lp = gm.log_prob(ref)
     return {
-        "gm": gm, "n": n, "sw": sw, "sw_tol": float(sws.mean() + 3 * sws.std()),
-        "lp": float(lp.mean()), "lp_tol": 4 * math.sqrt(2) * float(lp.std()) / math.sqrt(n),
+        "gm": gm,
+        "n": n,
+        "sw": sw,
+        "sw_tol": float(sws.mean() + 3 * sws.std()),
+        "lp": float(lp.mean()),
+        "lp_tol": 4 * math.sqrt(2) * float(lp.std()) / math.sqrt(n),
     }
 
 
@@ -79,20 +98,32 @@ def test_quality_at_15_nfe(floor, name):
     samples: sliced W2 within the exact-vs-exact floor, mean log p0 within 4 sd of a difference."""
     sde, gm = SDES[name], floor["gm"]
     score = Counted(gm.score_fn(sde))
-    res = sample(sde, score, (floor["n"], 2), method="unipc", generator=torch.Generator().manual_seed(5))
+    res = sample(
+        sde, score, (floor["n"], 2), method="unipc", generator=torch.Generator().manual_seed(5)
+    )
     assert res.nfe == score.calls == 15
     assert torch.isfinite(res.x).all()
     sw = floor["sw"](res.x)
     lp = float(gm.log_prob(res.x).mean())
     assert sw <= floor["sw_tol"], f"sliced W2 {sw:.4f} > floor {floor['sw_tol']:.4f}"
-    assert abs(lp - floor["lp"]) <= floor["lp_tol"], f"mean log p0 {lp:.4f} vs {floor['lp']:.4f} +- {floor['lp_tol']:.4f}"
+    assert abs(lp - floor["lp"]) <= floor["lp_tol"], (
+        f"mean log p0 {lp:.4f} vs {floor['lp']:.4f} +- {floor['lp_tol']:.4f}"
+    )
 
 
 def test_low_order_is_worse(floor):
     """The same 15 NFE with first-order steps (DDIM-like) is measurably off: the test can fail."""
     sde, gm = SDES["vp"], floor["gm"]
-    res = sample(sde, gm.score_fn(sde), (floor["n"], 2), method="unipc", order=1, corrector=False, steps=6,
-                 generator=torch.Generator().manual_seed(5))
+    res = sample(
+        sde,
+        gm.score_fn(sde),
+        (floor["n"], 2),
+        method="unipc",
+        order=1,
+        corrector=False,
+        steps=6,
+        generator=torch.Generator().manual_seed(5),
+    )
     lp = float(gm.log_prob(res.x).mean())
     assert abs(lp - floor["lp"]) > floor["lp_tol"]
 
@@ -104,8 +135,16 @@ def test_few_steps_finite_and_counted(name, order):
     for steps in (1, 2, 3):
         for denoise in (True, False):
             score = Counted(gm.score_fn(sde))
-            res = sample(sde, score, (64, 2), method="unipc", steps=steps, order=order, denoise=denoise,
-                         generator=torch.Generator().manual_seed(0))
+            res = sample(
+                sde,
+                score,
+                (64, 2),
+                method="unipc",
+                steps=steps,
+                order=order,
+                denoise=denoise,
+                generator=torch.Generator().manual_seed(0),
+            )
             assert torch.isfinite(res.x).all(), (steps, order, denoise)
             assert res.nfe == score.calls == steps + int(denoise)
 
@@ -113,15 +152,41 @@ def test_few_steps_finite_and_counted(name, order):
 def test_options_and_trajectory():
     sde, gm = SDES["vp"], ring()
     g = torch.Generator().manual_seed(0)
-    a = sample(sde, gm.score_fn(sde), (32, 2), method="unipc", steps=5, generator=g, return_trajectory=True)
+    a = sample(
+        sde, gm.score_fn(sde), (32, 2), method="unipc", steps=5, generator=g, return_trajectory=True
+    )
     assert a.trajectory.shape == (6, 32, 2) and float(a.times[-1]) == 0.0
-    b = sample(sde, gm.score_fn(sde), (32, 2), method="unipc", steps=5, generator=torch.Generator().manual_seed(0))
+    b = sample(
+        sde,
+        gm.score_fn(sde),
+        (32, 2),
+        method="unipc",
+        steps=5,
+        generator=torch.Generator().manual_seed(0),
+    )
     torch.testing.assert_close(a.x, b.x)  # reproducible
-    c = sample(sde, gm.score_fn(sde), (32, 2), method="unipc", steps=5, end_sigma=None, eps=1e-3, variant="bh1",
-               time_grid="karras", final_corrector=False, generator=torch.Generator().manual_seed(0))
+    c = sample(
+        sde,
+        gm.score_fn(sde),
+        (32, 2),
+        method="unipc",
+        steps=5,
+        end_sigma=None,
+        eps=1e-3,
+        variant="bh1",
+        time_grid="karras",
+        final_corrector=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert c.nfe == 6 and torch.isfinite(c.x).all()
-    for bad in ({"order": 5}, {"variant": "bh3"}, {"lambda_width": 0.0}, {"end_sigma": -1.0},
-                {"corrector": "langevin"}, {"time_grid": "cosine"}):
+    for bad in (
+        {"order": 5},
+        {"variant": "bh3"},
+        {"lambda_width": 0.0},
+        {"end_sigma": -1.0},
+        {"corrector": "langevin"},
+        {"time_grid": "cosine"},
+    ):
         with pytest.raises((ValueError, TypeError)):
             sample(sde, gm.score_fn(sde), (4, 2), method="unipc", steps=3, **bad)
 
@@ -133,7 +198,9 @@ def test_bump_grid_and_eps_for_sigma():
         assert bool((t[1:] < t[:-1]).all())
         lam = sde.log_snr(t)
         h = lam[1:] - lam[:-1]
-        assert float(h.min()) < 0.7 * float(h[0]) and float(h.min()) < 0.7 * float(h[-1])  # dense in the middle
+        assert float(h.min()) < 0.7 * float(h[0]) and float(h.min()) < 0.7 * float(
+            h[-1]
+        )  # dense in the middle
         eps = eps_for_sigma(sde, 0.02)
         m, std = sde.marginal_coeffs(torch.tensor(eps, dtype=torch.float64))
         assert abs(float(std / m) - 0.02) < 1e-9

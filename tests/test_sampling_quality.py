@@ -19,9 +19,9 @@ SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
 
 def ring(k=4, radius=2.0, std=0.35):
     ang = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k
-    return GaussianMixture(torch.ones(k), torch.stack([radius * ang.cos(), radius * ang.sin()], 1), std).to(
-        torch.float32
-    )
+    return GaussianMixture(
+        torch.ones(k), torch.stack([radius * ang.cos(), radius * ang.sin()], 1), std
+    ).to(torch.float32)
 
 
 def mix8():
@@ -42,16 +42,22 @@ class Floor:
         self.sw_tol = float(sw.mean() + 3 * sw.std())
         lp = gm.log_prob(self.ref)
         self.lp = float(lp.mean())
-        self.lp_tol = 4 * math.sqrt(2) * float(lp.std()) / math.sqrt(n)  # 4 sd of a difference of means
+        self.lp_tol = (
+            4 * math.sqrt(2) * float(lp.std()) / math.sqrt(n)
+        )  # 4 sd of a difference of means
 
     def sw(self, x):
-        return sliced_wasserstein(x, self.ref, n_projections=64, generator=torch.Generator().manual_seed(1))
+        return sliced_wasserstein(
+            x, self.ref, n_projections=64, generator=torch.Generator().manual_seed(1)
+        )
 
     def check(self, x, label, lp_slack=0.0, sw_slack=1.0):
         assert torch.isfinite(x).all(), label
         sw = self.sw(x)
         lp = float(self.gm.log_prob(x).mean())
-        assert sw <= self.sw_tol * sw_slack, f"{label}: sliced W2 {sw:.4f} > floor {self.sw_tol:.4f}"
+        assert sw <= self.sw_tol * sw_slack, (
+            f"{label}: sliced W2 {sw:.4f} > floor {self.sw_tol:.4f}"
+        )
         assert abs(lp - self.lp) <= self.lp_tol + lp_slack, (
             f"{label}: mean log p0 {lp:.4f} vs exact {self.lp:.4f} (tol {self.lp_tol:.4f} + {lp_slack})"
         )
@@ -68,7 +74,12 @@ CASES = [
     ("reverse_diffusion", 300, {}, 0.05),
     ("ancestral", 300, {}, 0.05),
     ("pc", 150, {"langevin_norm": "batch"}, 0.05),
-    ("annealed_langevin", 100, {"corrector_steps": 5, "snr": 0.5}, 0.2),  # unadjusted Langevin: biased
+    (
+        "annealed_langevin",
+        100,
+        {"corrector_steps": 5, "snr": 0.5},
+        0.2,
+    ),  # unadjusted Langevin: biased
     ("ode", None, {"rtol": 1e-4, "atol": 1e-4}, 0.0),
     ("sde", 300, {}, 0.05),
     ("ddim", 40, {}, 0.03),
@@ -80,26 +91,49 @@ CASES = [
 
 
 @pytest.mark.parametrize("sde_name", list(SDES))
-@pytest.mark.parametrize("method,steps,opts,slack", CASES, ids=[f"{c[0]}{c[2] or ''}" for c in CASES])
+@pytest.mark.parametrize(
+    "method,steps,opts,slack", CASES, ids=[f"{c[0]}{c[2] or ''}" for c in CASES]
+)
 def test_sampler_reproduces_2d_mixture(ring_floor, sde_name, method, steps, opts, slack):
     sde = SDES[sde_name]
     gm = ring_floor.gm
-    res = sample(sde, gm.score_fn(sde), (N, 2), method=method, steps=steps,
-                 generator=torch.Generator().manual_seed(5), **opts)
+    res = sample(
+        sde,
+        gm.score_fn(sde),
+        (N, 2),
+        method=method,
+        steps=steps,
+        generator=torch.Generator().manual_seed(5),
+        **opts,
+    )
     ring_floor.check(res.x, f"{method} {sde_name}", lp_slack=slack)
 
 
-@pytest.mark.parametrize("method,steps,opts", [
-    ("euler_maruyama", 300, {}), ("pc", 150, {"langevin_norm": "batch"}), ("ode", None, {}),
-    ("dpm_solver", 25, {}), ("heun", 30, {}), ("ddim", 100, {}),
-])
+@pytest.mark.parametrize(
+    "method,steps,opts",
+    [
+        ("euler_maruyama", 300, {}),
+        ("pc", 150, {"langevin_norm": "batch"}),
+        ("ode", None, {}),
+        ("dpm_solver", 25, {}),
+        ("heun", 30, {}),
+        ("ddim", 100, {}),
+    ],
+)
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 def test_sampler_reproduces_8d_mixture(method, steps, opts, sde_name):
     gm = mix8()
     floor = Floor(gm)
     sde = SDES[sde_name]
-    res = sample(sde, gm.score_fn(sde), (N, 8), method=method, steps=steps,
-                 generator=torch.Generator().manual_seed(6), **opts)
+    res = sample(
+        sde,
+        gm.score_fn(sde),
+        (N, 8),
+        method=method,
+        steps=steps,
+        generator=torch.Generator().manual_seed(6),
+        **opts,
+    )
     floor.check(res.x, f"{method} {sde_name}", lp_slack=0.1)
 
 
@@ -110,17 +144,29 @@ def test_euler_maruyama_weak_error_shrinks_first_order():
     errs = []
     for steps in (20, 40, 80):
         # same seeds for every run: the Monte-Carlo error is common and cancels in the trend
-        x = sample(sde, gm.score_fn(sde), (20000, 2), "euler_maruyama", steps, generator=torch.Generator().manual_seed(0),
-                   dtype=torch.float64).x
+        x = sample(
+            sde,
+            gm.score_fn(sde),
+            (20000, 2),
+            "euler_maruyama",
+            steps,
+            generator=torch.Generator().manual_seed(0),
+            dtype=torch.float64,
+        ).x
         errs.append(abs(float(x.var(0).mean()) - 0.25))
     assert errs[0] > errs[1] > errs[2]
     rate = math.log2(errs[1] / errs[2])
     assert 0.7 < rate < 1.5, (errs, rate)
 
 
-@pytest.mark.parametrize("method,steps_list,min_order", [
-    ("ddim", (8, 16, 32), 0.8), ("heun", (4, 8, 16), 1.6), ("dpm_solver", (8, 16, 32), 1.5),
-])
+@pytest.mark.parametrize(
+    "method,steps_list,min_order",
+    [
+        ("ddim", (8, 16, 32), 0.8),
+        ("heun", (4, 8, 16), 1.6),
+        ("dpm_solver", (8, 16, 32), 1.5),
+    ],
+)
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 def test_deterministic_solvers_converge_to_ode_solution(method, steps_list, min_order, sde_name):
     """Endpoint error against a tight dopri5 solve from the same prior sample falls at the method's order."""
@@ -149,7 +195,16 @@ def test_ode_encode_decode_round_trip(sde_name):
     assert enc.x.shape == x.shape and enc.nfe > 0
     # the latent is (approximately) prior-distributed
     assert abs(float(enc.x.std()) / sde.prior_std() - 1.0) < 0.15
-    dec = sample(sde, gm64.score_fn(sde), method="ode", x_init=enc.x, denoise=False, eps=1e-3, rtol=1e-7, atol=1e-7)
+    dec = sample(
+        sde,
+        gm64.score_fn(sde),
+        method="ode",
+        x_init=enc.x,
+        denoise=False,
+        eps=1e-3,
+        rtol=1e-7,
+        atol=1e-7,
+    )
     assert torch.allclose(dec.x, x, atol=1e-3), float((dec.x - x).abs().max())
 
 
@@ -158,5 +213,7 @@ def test_ode_sampler_is_deterministic_given_the_prior_sample():
     sde = VPSDE()
     z = torch.randn(100, 2)
     a = sample(sde, gm.score_fn(sde), method="ode", x_init=z).x
-    b = sample(sde, gm.score_fn(sde), method="ode", x_init=z, generator=torch.Generator().manual_seed(9)).x
+    b = sample(
+        sde, gm.score_fn(sde), method="ode", x_init=z, generator=torch.Generator().manual_seed(9)
+    ).x
     assert torch.equal(a, b)

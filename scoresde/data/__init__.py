@@ -58,18 +58,27 @@ def get_dataset(name: str, split: str = "train", **options: Any):
     flip = bool(o.get("random_flip", False)) and split == "train"
     if name in TOY2D:
         n = int(o.get("n", 10000) if split == "train" else o.get("n_test", 2000))
-        return Toy2D(name, n=n, seed=int(o.get("seed", 0)), split=split, scale=float(o.get("scale", 1.0)))
+        return Toy2D(
+            name, n=n, seed=int(o.get("seed", 0)), split=split, scale=float(o.get("scale", 1.0))
+        )
     if name == "digits":
         return load_digits_dataset(split, data_range=data_range, random_flip=flip)
     if name in ("mnist", "fashion_mnist"):
-        root = o.get("root") or (FASHION_MNIST_DEBIAN_ROOT if name == "fashion_mnist" else "data/mnist")
+        root = o.get("root") or (
+            FASHION_MNIST_DEBIAN_ROOT if name == "fashion_mnist" else "data/mnist"
+        )
         return load_idx_dataset(root, split, name=name, data_range=data_range, random_flip=flip)
     if name == "cifar10":
-        return load_cifar10_dataset(o.get("root") or "data/cifar10", split, data_range=data_range,
-                                    random_flip=flip)
+        return load_cifar10_dataset(
+            o.get("root") or "data/cifar10", split, data_range=data_range, random_flip=flip
+        )
     return load_image_folder_dataset(
-        o.get("root") or "data/images", split, image_size=int(o.get("image_size", 32)),
-        channels=int(o.get("channels", 3)), data_range=data_range, n_test=int(o.get("n_test", 0)),
+        o.get("root") or "data/images",
+        split,
+        image_size=int(o.get("image_size", 32)),
+        channels=int(o.get("channels", 3)),
+        data_range=data_range,
+        n_test=int(o.get("n_test", 0)),
         random_flip=flip,
     )
 

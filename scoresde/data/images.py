@@ -68,14 +68,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"missing IDX file {path}")
     buf = _open_maybe_gz(path)
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
-        raise DataError(f"corrupt IDX file {path}: bad magic number {buf[:4].hex() if buf else ''!r}")
+        raise DataError(
+            f"corrupt IDX file {path}: bad magic number {buf[:4].hex() if buf else ''!r}"
+        )
     ndim = buf[3]
     if len(buf) < 4 + 4 * ndim:
         raise DataError(f"corrupt IDX file {path}: truncated header")
-    dims = [int.from_bytes(buf[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[buf[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
-    data = buf[4 + 4 * ndim:]
+    data = buf[4 + 4 * ndim :]
     if len(data) != expected:
         raise DataError(
             f"corrupt IDX file {path}: header says shape {dims} ({expected} bytes), found {len(data)} bytes"
@@ -87,7 +89,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     """Write a uint8 array in IDX format (gzip when ``compress`` or the name ends in .gz)."""
     path = Path(path)
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     payload = header + array.tobytes()
     if compress is None:
         compress = path.suffix == ".gz"
@@ -104,7 +108,9 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     raw = np.fromfile(path, dtype=np.uint8)
     rec = 1 + 3 * 32 * 32
     if raw.size == 0 or raw.size % rec:
-        raise DataError(f"corrupt CIFAR-10 batch {path}: {raw.size} bytes is not a multiple of {rec}")
+        raise DataError(
+            f"corrupt CIFAR-10 batch {path}: {raw.size} bytes is not a multiple of {rec}"
+        )
     raw = raw.reshape(-1, rec)
     labels = raw[:, 0].astype(np.int64)
     if labels.max() > 9:
@@ -120,9 +126,16 @@ class ImageDataset(torch.utils.data.Dataset):
     in :meth:`get_batch` when a generator is passed (training augmentation).
     """
 
-    def __init__(self, images: np.ndarray | Tensor, labels: np.ndarray | Tensor | None, levels: int,
-                 data_range: Sequence[float] = (-1.0, 1.0), name: str = "images",
-                 num_classes: int | None = None, random_flip: bool = False):
+    def __init__(
+        self,
+        images: np.ndarray | Tensor,
+        labels: np.ndarray | Tensor | None,
+        levels: int,
+        data_range: Sequence[float] = (-1.0, 1.0),
+        name: str = "images",
+        num_classes: int | None = None,
+        random_flip: bool = False,
+    ):
         data_range = tuple(float(v) for v in data_range)
         if data_range not in ((-1.0, 1.0), (0.0, 1.0)):
             raise ValueError(f"data_range must be [-1, 1] or [0, 1], got {list(data_range)}")
@@ -130,7 +143,9 @@ class ImageDataset(torch.utils.data.Dataset):
         if images.dim() == 3:
             images = images[:, None]
         if images.dim() != 4:
-            raise ValueError(f"images must be [N, C, H, W] or [N, H, W], got shape {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be [N, C, H, W] or [N, H, W], got shape {tuple(images.shape)}"
+            )
         self.images = images
         if labels is None:
             labels = torch.zeros(images.shape[0], dtype=torch.long)
@@ -160,7 +175,9 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.to_model_range(self.images[i]), self.labels[i]
 
-    def get_batch(self, idx: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def get_batch(
+        self, idx: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Vectorised ``(x [B, C, H, W], y [B])``; random flips drawn from ``generator``."""
         x = self.to_model_range(self.images[idx])
         if self.random_flip and generator is not None:
@@ -180,8 +197,9 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
 
-def load_digits_dataset(split: str = "train", data_range: Sequence[float] = (-1, 1),
-                        n_test: int = 297, **kw) -> ImageDataset:
+def load_digits_dataset(
+    split: str = "train", data_range: Sequence[float] = (-1, 1), n_test: int = 297, **kw
+) -> ImageDataset:
     """scikit-learn's 8x8 digits (1797 images, 17 grey levels); a fixed random ``n_test`` held out."""
     _check_split(split)
     from sklearn.datasets import load_digits
@@ -189,8 +207,15 @@ def load_digits_dataset(split: str = "train", data_range: Sequence[float] = (-1,
     d = load_digits()
     images = d.images.astype(np.uint8)  # 0..16
     idx = _split_indices(len(images), split, n_test)
-    return ImageDataset(images[idx], d.target[idx], levels=17, data_range=data_range,
-                        name="digits", num_classes=10, **kw)
+    return ImageDataset(
+        images[idx],
+        d.target[idx],
+        levels=17,
+        data_range=data_range,
+        name="digits",
+        num_classes=10,
+        **kw,
+    )
 
 
 _IDX_FILES = {
@@ -207,8 +232,13 @@ def _find(root: Path, stem: str) -> Path | None:
     return None
 
 
-def load_idx_dataset(root: str | os.PathLike, split: str = "train", name: str = "mnist",
-                     data_range: Sequence[float] = (-1, 1), **kw) -> ImageDataset:
+def load_idx_dataset(
+    root: str | os.PathLike,
+    split: str = "train",
+    name: str = "mnist",
+    data_range: Sequence[float] = (-1, 1),
+    **kw,
+) -> ImageDataset:
     """MNIST-format IDX data set from ``root`` (``train-images-idx3-ubyte[.gz]`` etc.)."""
     _check_split(split)
     root = Path(os.path.expanduser(str(root)))
@@ -217,21 +247,33 @@ def load_idx_dataset(root: str | os.PathLike, split: str = "train", name: str = 
     if img is None or lab is None:
         hint = ""
         if name == "fashion_mnist":
-            hint = (f" On Debian/Ubuntu `apt-get install dataset-fashion-mnist` puts them in "
-                    f"{FASHION_MNIST_DEBIAN_ROOT}.")
+            hint = (
+                f" On Debian/Ubuntu `apt-get install dataset-fashion-mnist` puts them in "
+                f"{FASHION_MNIST_DEBIAN_ROOT}."
+            )
         raise DataError(
             f"{name}: missing {img_stem}.gz / {lab_stem}.gz (gzip or raw) in data.root={root}. "
             f"Put the four IDX files there or set data.root=/path/to/them.{hint}"
         )
     images, labels = read_idx(img), read_idx(lab)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"{name}: {img} shape {images.shape} does not match {lab} shape {labels.shape}")
-    return ImageDataset(images, labels.astype(np.int64), levels=256, data_range=data_range, name=name,
-                        num_classes=10, **kw)
+        raise DataError(
+            f"{name}: {img} shape {images.shape} does not match {lab} shape {labels.shape}"
+        )
+    return ImageDataset(
+        images,
+        labels.astype(np.int64),
+        levels=256,
+        data_range=data_range,
+        name=name,
+        num_classes=10,
+        **kw,
+    )
 
 
-def load_cifar10_dataset(root: str | os.PathLike, split: str = "train",
-                         data_range: Sequence[float] = (-1, 1), **kw) -> ImageDataset:
+def load_cifar10_dataset(
+    root: str | os.PathLike, split: str = "train", data_range: Sequence[float] = (-1, 1), **kw
+) -> ImageDataset:
     """CIFAR-10 from its binary batches in ``root`` (or ``root/cifar-10-batches-bin``)."""
     _check_split(split)
     root = Path(os.path.expanduser(str(root)))
@@ -247,13 +289,20 @@ def load_cifar10_dataset(root: str | os.PathLike, split: str = "train",
     parts = [read_cifar10_batch(root / n) for n in names]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    return ImageDataset(images, labels, levels=256, data_range=data_range, name="cifar10",
-                        num_classes=10, **kw)
+    return ImageDataset(
+        images, labels, levels=256, data_range=data_range, name="cifar10", num_classes=10, **kw
+    )
 
 
-def load_image_folder_dataset(root: str | os.PathLike, split: str = "train", image_size: int = 32,
-                              channels: int = 3, data_range: Sequence[float] = (-1, 1),
-                              n_test: int = 0, **kw) -> ImageDataset:
+def load_image_folder_dataset(
+    root: str | os.PathLike,
+    split: str = "train",
+    image_size: int = 32,
+    channels: int = 3,
+    data_range: Sequence[float] = (-1, 1),
+    n_test: int = 0,
+    **kw,
+) -> ImageDataset:
     """PNG/JPEG files under ``root`` (recursively; first-level sub-folders are classes).
 
     Images are converted to ``channels`` (1: "L", 3: "RGB"), centre-cropped to a square and resized
@@ -266,11 +315,17 @@ def load_image_folder_dataset(root: str | os.PathLike, split: str = "train", ima
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     root = Path(os.path.expanduser(str(root)))
     if not root.is_dir():
-        raise DataError(f"image_folder: data.root={root} is not a directory; put PNG/JPEG files there")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+        raise DataError(
+            f"image_folder: data.root={root} is not a directory; put PNG/JPEG files there"
+        )
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise DataError(f"image_folder: no .png/.jpg/.jpeg files under data.root={root}")
-    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    classes = sorted(
+        {p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1}
+    )
     cls_index = {c: i for i, c in enumerate(classes)}
     if n_test:
         files = [files[i] for i in _split_indices(len(files), split, int(n_test))]
@@ -291,5 +346,12 @@ def load_image_folder_dataset(root: str | os.PathLike, split: str = "train", ima
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
         parts = p.relative_to(root).parts
         labels.append(cls_index[parts[0]] if len(parts) > 1 else 0)
-    return ImageDataset(np.stack(arrays), np.array(labels), levels=256, data_range=data_range,
-                        name="image_folder", num_classes=max(len(classes), 1), **kw)
+    return ImageDataset(
+        np.stack(arrays),
+        np.array(labels),
+        levels=256,
+        data_range=data_range,
+        name="image_folder",
+        num_classes=max(len(classes), 1),
+        **kw,
+    )

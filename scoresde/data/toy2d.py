@@ -77,7 +77,9 @@ TOY2D: dict[str, Callable[[int, torch.Generator], tuple[Tensor, Tensor]]] = {
 _NUM_CLASSES = {"checkerboard": 8, "moons": 2, "swissroll": 4, "rings": 4, "gmm8": 8}
 
 
-def make_toy2d(name: str, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def make_toy2d(
+    name: str, n: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """Draw ``n`` points ``[n, 2]`` and labels ``[n]`` from the toy set ``name``."""
     if name not in TOY2D:
         raise ValueError(f"toy data name must be one of {sorted(TOY2D)}, got {name!r}")
@@ -94,8 +96,9 @@ class Toy2D(torch.utils.data.Dataset):
     Items are ``(x [2], y [])``; ``.info`` describes it (kind "vector", levels None: continuous).
     """
 
-    def __init__(self, name: str, n: int = 10000, seed: int = 0, split: str = "train",
-                 scale: float = 1.0):
+    def __init__(
+        self, name: str, n: int = 10000, seed: int = 0, split: str = "train", scale: float = 1.0
+    ):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         g = torch.Generator().manual_seed(int(seed) * 2 + (0 if split == "train" else 1) + 12345)

@@ -56,9 +56,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-
 def _batch_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1
+    )
 
 
 def _check_options(cfg: DictConfig) -> None:
@@ -75,7 +76,9 @@ def _check_options(cfg: DictConfig) -> None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise LikelihoodCLIError(f"{key} must be null or an integer >= 1, got {v!r}")
     if cfg.trace not in TRACE_ESTIMATORS:
-        raise LikelihoodCLIError(f"trace must be one of {list(TRACE_ESTIMATORS)}, got {cfg.trace!r}")
+        raise LikelihoodCLIError(
+            f"trace must be one of {list(TRACE_ESTIMATORS)}, got {cfg.trace!r}"
+        )
     if cfg.method not in ODE_METHODS:
         raise LikelihoodCLIError(f"method must be one of {list(ODE_METHODS)}, got {cfg.method!r}")
     for key in ("rtol", "atol", "eps"):
@@ -94,8 +97,22 @@ def _check_options(cfg: DictConfig) -> None:
 
 def _settings(cfg: DictConfig, checkpoint: Path, step: int) -> dict[str, Any]:
     """Everything that changes the numbers (a resumed run must match it exactly)."""
-    keys = ("split", "batch_size", "max_samples", "repeats", "trace", "probes", "method", "rtol",
-            "atol", "eps", "dtype", "seed", "use_ema", "use_labels")
+    keys = (
+        "split",
+        "batch_size",
+        "max_samples",
+        "repeats",
+        "trace",
+        "probes",
+        "method",
+        "rtol",
+        "atol",
+        "eps",
+        "dtype",
+        "seed",
+        "use_ema",
+        "use_labels",
+    )
     plain = OmegaConf.to_container(cfg, resolve=True)
     s = {k: plain[k] for k in keys}
     s["data"] = OmegaConf.to_container(cfg.data, resolve=True) if cfg.data else {}
@@ -104,7 +121,9 @@ def _settings(cfg: DictConfig, checkpoint: Path, step: int) -> dict[str, Any]:
     return json.loads(json.dumps(s))
 
 
-def _load_previous(cfg: DictConfig, out_file: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+def _load_previous(
+    cfg: DictConfig, out_file: Path, settings: dict[str, Any]
+) -> list[dict[str, Any]]:
     resume = cfg.resume
     if resume is False or resume is None:
         return []
@@ -154,8 +173,9 @@ def _fetch(ds, idx: list[int]):
 
 
 # ------------------------------------------------------------------------------------ the run
-def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], int], None] | None = None
-             ) -> dict[str, Any]:
+def evaluate(
+    cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], int], None] | None = None
+) -> dict[str, Any]:
     """Run the evaluation described by ``cfg`` into ``output_dir``; returns the written record."""
     from scoresde.checkpoint import CheckpointError
     from scoresde.runs import build_dataset, load_run
@@ -170,7 +190,9 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
     except CheckpointError as e:
         raise LikelihoodCLIError(f"cannot load checkpoint: {e}") from e
     except (KeyError, TypeError) as e:
-        raise LikelihoodCLIError(f"incompatible checkpoint {cfg.ckpt}: {type(e).__name__}: {e}") from e
+        raise LikelihoodCLIError(
+            f"incompatible checkpoint {cfg.ckpt}: {type(e).__name__}: {e}"
+        ) from e
     sde, model = run.sde, run.model.to(dtype)
     if not 0 < cfg.eps < sde.T:
         raise LikelihoodCLIError(f"eps must lie in (0, T) = (0, {sde.T}), got {cfg.eps}")
@@ -187,7 +209,9 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
     unit = "bits/dim" if levels else "nats"
     dim = int(math.prod(shape))
     if cfg.use_labels and not (OmegaConf.select(run.cfg, "model.conditional") or False):
-        raise LikelihoodCLIError("use_labels=true needs a conditional model (model.conditional=true)")
+        raise LikelihoodCLIError(
+            "use_labels=true needs a conditional model (model.conditional=true)"
+        )
 
     n_total = len(ds) if cfg.max_samples is None else min(len(ds), int(cfg.max_samples))
     n_batches = math.ceil(n_total / cfg.batch_size)
@@ -196,10 +220,18 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
     batches = [b for b in _load_previous(cfg, out_file, settings) if b["index"] < n_batches]
     done = {b["index"] for b in batches}
     record: dict[str, Any] = {
-        "format": FORMAT, "settings": settings, "unit": unit, "dim": dim, "shape": list(shape),
-        "levels": levels, "data_range": list(data_range) if levels else None,
-        "n_total": n_total, "n_batches": n_batches, "device": str(device),
-        "versions": _versions(), "batches": batches,
+        "format": FORMAT,
+        "settings": settings,
+        "unit": unit,
+        "dim": dim,
+        "shape": list(shape),
+        "levels": levels,
+        "data_range": list(data_range) if levels else None,
+        "n_total": n_total,
+        "n_batches": n_batches,
+        "device": str(device),
+        "versions": _versions(),
+        "batches": batches,
     }
 
     from tqdm.auto import tqdm
@@ -207,26 +239,49 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
     todo = [b for b in range(n_batches) if b not in done]
     if cfg.max_batches is not None:
         todo = todo[: int(cfg.max_batches)]
-    bar = tqdm(total=n_batches, initial=len(done), disable=not cfg.progress, desc=f"likelihood ({unit})",
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=n_batches,
+        initial=len(done),
+        disable=not cfg.progress,
+        desc=f"likelihood ({unit})",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         for b in todo:
             idx = list(range(b * cfg.batch_size, min(n_total, (b + 1) * cfg.batch_size)))
             x, y = _fetch(ds, idx)
             if tuple(x.shape[1:]) != shape:
-                raise LikelihoodCLIError(f"data shape {tuple(x.shape[1:])} does not match the model's {shape}")
+                raise LikelihoodCLIError(
+                    f"data shape {tuple(x.shape[1:])} does not match the model's {shape}"
+                )
             x = x.to(device=device, dtype=dtype)
             gen = torch.Generator(device=device).manual_seed(_batch_seed(cfg.seed, b))
             reps = cfg.repeats if levels else 1
             y_rep = y.to(device).repeat(reps) if (cfg.use_labels and y is not None) else None
             score_fn = model if y_rep is None else (lambda xx, tt, _y=y_rep: model(xx, tt, _y))
-            opts = {"trace": cfg.trace, "method": cfg.method, "rtol": float(cfg.rtol), "atol": float(cfg.atol),
-                        "eps": float(cfg.eps), "probes": int(cfg.probes)}
+            opts = {
+                "trace": cfg.trace,
+                "method": cfg.method,
+                "rtol": float(cfg.rtol),
+                "atol": float(cfg.atol),
+                "eps": float(cfg.eps),
+                "probes": int(cfg.probes),
+            }
             t0 = time.perf_counter()
             with torch.no_grad():
                 if levels:
-                    res = bits_per_dim(sde, score_fn, x, levels=int(levels), data_range=data_range,
-                                       repeats=int(cfg.repeats), generator=gen, dtype=dtype, **opts)
+                    res = bits_per_dim(
+                        sde,
+                        score_fn,
+                        x,
+                        levels=int(levels),
+                        data_range=data_range,
+                        repeats=int(cfg.repeats),
+                        generator=gen,
+                        dtype=dtype,
+                        **opts,
+                    )
                     values, nfe = res.per_sample, res.nfe
                 else:
                     res = log_likelihood(sde, score_fn, x, generator=gen, **opts)
@@ -234,8 +289,16 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
             values = [float(v) for v in values.cpu()]
             if not all(math.isfinite(v) for v in values):
                 raise LikelihoodCLIError(f"batch {b}: non-finite likelihood (diverged ODE solve?)")
-            batches.append({"index": b, "start": idx[0], "n": len(idx), "values": values, "nfe": int(nfe),
-                            "seconds": time.perf_counter() - t0})
+            batches.append(
+                {
+                    "index": b,
+                    "start": idx[0],
+                    "n": len(idx),
+                    "values": values,
+                    "nfe": int(nfe),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
             batches.sort(key=lambda r: r["index"])
             record["result"] = _summary(batches, dim, unit)
             record["complete"] = len(batches) == n_batches
@@ -243,8 +306,14 @@ def evaluate(cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], i
             bar.update(1)
             bar.set_postfix(mean=f"{record['result']['mean']:.4f}", nfe=int(nfe))
             if log is not None:
-                log({"likelihood/batch_mean": float(np.mean(values)),
-                     "likelihood/running_mean": record["result"]["mean"], "likelihood/nfe": int(nfe)}, b)
+                log(
+                    {
+                        "likelihood/batch_mean": float(np.mean(values)),
+                        "likelihood/running_mean": record["result"]["mean"],
+                        "likelihood/nfe": int(nfe),
+                    },
+                    b,
+                )
     finally:
         bar.close()
     record["result"] = _summary(batches, dim, unit)
@@ -265,8 +334,10 @@ def _report(record: dict[str, Any], out_file: Path) -> str:
     line = f"{head}  (n={r['n']}, mean NFE {r['mean_nfe']:.1f})"
     if not record["complete"]:
         done = len(record["batches"])
-        line += (f"\nincomplete: {done}/{record['n_batches']} batches; rerun with the same settings and "
-                 f"hydra.run.dir={out_file.parent} to resume")
+        line += (
+            f"\nincomplete: {done}/{record['n_batches']} batches; rerun with the same settings and "
+            f"hydra.run.dir={out_file.parent} to resume"
+        )
     return line + f"\nresults: {out_file}"
 
 
@@ -284,8 +355,14 @@ def main(cfg: DictConfig) -> float | None:
         print(_report(record, output_dir / RESULT_FILE))
         r = record["result"]
         if r["n"]:
-            logger.log({"likelihood/mean": r["mean"], "likelihood/stderr": r.get("stderr") or 0.0,
-                        "likelihood/mean_nfe": r["mean_nfe"]}, len(record["batches"]))
+            logger.log(
+                {
+                    "likelihood/mean": r["mean"],
+                    "likelihood/stderr": r.get("stderr") or 0.0,
+                    "likelihood/mean_nfe": r["mean_nfe"],
+                },
+                len(record["batches"]),
+            )
         return r.get("mean")
     except (LikelihoodCLIError, ValueError) as e:
         code = 2

@@ -70,7 +70,9 @@ def _check_range(data_range: Sequence[float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in data_range)
     except (TypeError, ValueError):
-        raise ValueError(f"data_range must be a pair (lo, hi), e.g. (-1, 1) or (0, 1); got {data_range!r}")
+        raise ValueError(
+            f"data_range must be a pair (lo, hi), e.g. (-1, 1) or (0, 1); got {data_range!r}"
+        )
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise ValueError(f"data_range must satisfy lo < hi (finite), got {data_range!r}")
     return lo, hi
@@ -88,13 +90,16 @@ def bpd_offset(levels: int, data_range: Sequence[float] = (-1.0, 1.0)) -> float:
     return math.log2(_check_levels(levels)) - math.log2(hi - lo)
 
 
-def nats_to_bpd(logp: Tensor, dim: int, levels: int, data_range: Sequence[float] = (-1.0, 1.0)) -> Tensor:
+def nats_to_bpd(
+    logp: Tensor, dim: int, levels: int, data_range: Sequence[float] = (-1.0, 1.0)
+) -> Tensor:
     """bpd = -logp / (dim ln 2) + offset, for log-densities ``logp`` (nats) of dequantized data."""
     return -logp / (dim * math.log(2.0)) + bpd_offset(levels, data_range)
 
 
-def to_levels(x: Tensor, levels: int, data_range: Sequence[float] = (-1.0, 1.0),
-              atol: float = 1e-3) -> Tensor:
+def to_levels(
+    x: Tensor, levels: int, data_range: Sequence[float] = (-1.0, 1.0), atol: float = 1e-3
+) -> Tensor:
     """Integer levels ``k`` (int64) of ``x``: integers are checked, floats in model range inverted.
 
     Floats must lie on the grid ``lo + (hi - lo) k / (levels - 1)`` (within ``atol`` of a level,
@@ -132,8 +137,13 @@ def to_levels(x: Tensor, levels: int, data_range: Sequence[float] = (-1.0, 1.0),
     return x.long()
 
 
-def dequantize(k: Tensor, levels: int, data_range: Sequence[float] = (-1.0, 1.0),
-               generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def dequantize(
+    k: Tensor,
+    levels: int,
+    data_range: Sequence[float] = (-1.0, 1.0),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """x = lo + (hi - lo) (k + u) / levels with u ~ U[0, 1) (same shape as ``k``)."""
     lo, hi = _check_range(data_range)
     u = torch.rand(k.shape, generator=generator, dtype=dtype, device=k.device)
@@ -169,8 +179,10 @@ def bits_per_dim(
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError(f"x must be a Tensor of shape [B, *dims] with B >= 1, got "
-                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        raise ValueError(
+            f"x must be a Tensor of shape [B, *dims] with B >= 1, got "
+            f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+        )
     if dtype is None:
         dtype = x.dtype if x.is_floating_point() else torch.float32
     k = to_levels(x, levels, data_range)

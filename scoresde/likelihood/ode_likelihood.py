@@ -76,8 +76,16 @@ class ProbabilityFlowDynamics(nn.Module):
     built with ``create_graph=True`` so it is itself differentiable.
     """
 
-    def __init__(self, sde: SDE, score_fn: Callable, shape, trace: str, probes: Tensor | None,
-                 eps: float, T: float):
+    def __init__(
+        self,
+        sde: SDE,
+        score_fn: Callable,
+        shape,
+        trace: str,
+        probes: Tensor | None,
+        eps: float,
+        T: float,
+    ):
         super().__init__()
         self.sde = sde
         self.counter = _CountingScore(score_fn)
@@ -102,17 +110,22 @@ class ProbabilityFlowDynamics(nn.Module):
             if self.trace == "exact":
                 div = exact_divergence(drift, x, create_graph=create_graph)[:, None]  # [B, 1]
             else:
-                div = vjp_quadratic_forms(drift, x, self.probes, create_graph=create_graph).T  # [B, K]
+                div = vjp_quadratic_forms(
+                    drift, x, self.probes, create_graph=create_graph
+                ).T  # [B, K]
         if not create_graph:
             drift, div = drift.detach(), div.detach()
         return torch.cat([drift.reshape(B, self.dim), div], dim=1)
 
 
-def _check_args(sde: SDE, x: Tensor, trace: str, method: str, rtol: float, atol: float,
-                eps: float, probes: int) -> None:
+def _check_args(
+    sde: SDE, x: Tensor, trace: str, method: str, rtol: float, atol: float, eps: float, probes: int
+) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point Tensor [B, *dims], got {type(x).__name__}"
-                        + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else ""))
+        raise TypeError(
+            f"x must be a floating-point Tensor [B, *dims], got {type(x).__name__}"
+            + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
+        )
     if x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"x must have shape [B, *dims] with B >= 1, got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
@@ -122,7 +135,9 @@ def _check_args(sde: SDE, x: Tensor, trace: str, method: str, rtol: float, atol:
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
     for name, v in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)):
+        if not (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
+        ):
             raise ValueError(f"{name} must be a positive float, got {v!r}")
     if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < sde.T):
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
@@ -192,8 +207,21 @@ def log_likelihood(
     _check_args(sde, x, trace, method, rtol, atol, eps, probes)
     if torch.is_inference_mode_enabled():  # the divergence needs autograd: leave inference mode
         with torch.inference_mode(False), torch.no_grad():
-            return log_likelihood(sde, score_fn, x.clone(), trace, method, rtol, atol, eps, generator,
-                                  probes, adjoint, adjoint_params, options)
+            return log_likelihood(
+                sde,
+                score_fn,
+                x.clone(),
+                trace,
+                method,
+                rtol,
+                atol,
+                eps,
+                generator,
+                probes,
+                adjoint,
+                adjoint_params,
+                options,
+            )
     T = float(sde.T)
     B = x.shape[0]
     probe_vectors = None if trace == "exact" else draw_probes(trace, probes, x, generator)
@@ -212,10 +240,23 @@ def log_likelihood(
     opts.update(options or {})
 
     if adjoint:
-        params = tuple(adjoint_params) if adjoint_params is not None else _default_adjoint_params(score_fn)
+        params = (
+            tuple(adjoint_params)
+            if adjoint_params is not None
+            else _default_adjoint_params(score_fn)
+        )
         sol = torchdiffeq.odeint_adjoint(
-            func, y0, ts, rtol=rtol, atol=atol, method=method, options=opts,
-            adjoint_rtol=rtol, adjoint_atol=atol, adjoint_method=method, adjoint_options=dict(opts),
+            func,
+            y0,
+            ts,
+            rtol=rtol,
+            atol=atol,
+            method=method,
+            options=opts,
+            adjoint_rtol=rtol,
+            adjoint_atol=atol,
+            adjoint_method=method,
+            adjoint_options=dict(opts),
             adjoint_params=params,
         )
     else:

@@ -47,7 +47,9 @@ def vjp_quadratic_forms(
     """
     retain = retain_graph or create_graph
     if vectors.shape[0] == 1:
-        (g,) = torch.autograd.grad(out, x, vectors[0], create_graph=create_graph, retain_graph=retain)
+        (g,) = torch.autograd.grad(
+            out, x, vectors[0], create_graph=create_graph, retain_graph=retain
+        )
         g = g[None]
     else:
         (g,) = torch.autograd.grad(

@@ -71,38 +71,61 @@ class NoisyClassifier(nn.Module):
             state dict; rebuild it from the run's config).
     """
 
-    def __init__(self, data_shape: Sequence[int], num_classes: int, hidden: int = 128, num_blocks: int = 2,
-                 channels: int = 32, embed_dim: int = 64, sde: SDE | None = None):
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        num_classes: int,
+        hidden: int = 128,
+        num_blocks: int = 2,
+        channels: int = 32,
+        embed_dim: int = 64,
+        sde: SDE | None = None,
+    ):
         super().__init__()
         data_shape = tuple(int(s) for s in data_shape)
         if len(data_shape) not in (1, 3) or min(data_shape) < 1:
             raise ValueError(f"data_shape must be [D] or [C, H, W], got {list(data_shape)}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        for name, v in (("hidden", hidden), ("num_blocks", num_blocks), ("channels", channels),
-                        ("embed_dim", embed_dim)):
+        for name, v in (
+            ("hidden", hidden),
+            ("num_blocks", num_blocks),
+            ("channels", channels),
+            ("embed_dim", embed_dim),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         self.data_shape = data_shape
         self.num_classes = num_classes
         self.sde = sde
-        self.config: dict[str, Any] = {"data_shape": list(data_shape), "num_classes": num_classes,
-                                       "hidden": hidden, "num_blocks": num_blocks, "channels": channels,
-                                       "embed_dim": embed_dim}
+        self.config: dict[str, Any] = {
+            "data_shape": list(data_shape),
+            "num_classes": num_classes,
+            "hidden": hidden,
+            "num_blocks": num_blocks,
+            "channels": channels,
+            "embed_dim": embed_dim,
+        }
         # c = t in [0, 1] (scale 1000) or -log SNR in about [-10, 10] (scale 100)
         self.embed = SinusoidalEmbedding(embed_dim, input_scale=1000.0 if sde is None else 100.0)
-        self.emb_mlp = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+        self.emb_mlp = nn.Sequential(
+            nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
+        )
         if len(data_shape) == 1:
             self.inp = nn.Linear(data_shape[0], hidden)
             self.blocks = nn.ModuleList(_ResBlock(hidden, embed_dim) for _ in range(num_blocks))
-            self.head = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, num_classes))
+            self.head = nn.Sequential(
+                nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, num_classes)
+            )
         else:
             C = data_shape[0]
-            self.blocks = nn.ModuleList([
-                _ConvStage(C, channels, embed_dim, 1),
-                _ConvStage(channels, 2 * channels, embed_dim, 2),
-                _ConvStage(2 * channels, 2 * channels, embed_dim, 2),
-            ])
+            self.blocks = nn.ModuleList(
+                [
+                    _ConvStage(C, channels, embed_dim, 1),
+                    _ConvStage(channels, 2 * channels, embed_dim, 2),
+                    _ConvStage(2 * channels, 2 * channels, embed_dim, 2),
+                ]
+            )
             self.head = nn.Linear(2 * channels, num_classes)
 
     def conditioning(self, t: Tensor) -> Tensor:
@@ -114,7 +137,9 @@ class NoisyClassifier(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Logits [B, num_classes] at (x [B, *dims], t [B])."""
         if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(f"x must have shape [B, {', '.join(map(str, self.data_shape))}], got {list(x.shape)}")
+            raise ValueError(
+                f"x must have shape [B, {', '.join(map(str, self.data_shape))}], got {list(x.shape)}"
+            )
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.dim() == 0:
             t = t.expand(x.shape[0])

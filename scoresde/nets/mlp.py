@@ -31,7 +31,6 @@ def _norm(kind: str, dim: int) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 
-
 class _ResBlock(nn.Module):
     def __init__(self, hidden: int, emb_dim: int, dropout: float, norm: str):
         super().__init__()

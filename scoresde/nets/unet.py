@@ -49,7 +49,6 @@ def group_count(channels: int, max_groups: int = 32) -> int:
     return g
 
 
-
 class ResBlock(nn.Module):
     """BigGAN-style residual block with time conditioning and optional 2x up/down sampling."""
 

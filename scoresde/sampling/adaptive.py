@@ -70,8 +70,12 @@ def run_adaptive(
         x1 = xs - hv * (sde.drift(xs, tv1) - g1**2 * ctx.score(xs, tv1, it)) + g1 * sq * z
         x2 = xs - hv * (sde.drift(x1, tv2) - g2**2 * ctx.score(x1, tv2, it)) + g2 * sq * z
         xe = 0.5 * (x1 + x2)
-        delta = torch.maximum(torch.maximum(x1.abs(), x_prev[idx].abs()) * rtol, torch.full_like(x1, atol))
-        err = ((x1 - xe) / delta).reshape(len(idx), -1).pow(2).sum(1).div(D).sqrt().to(torch.float64)
+        delta = torch.maximum(
+            torch.maximum(x1.abs(), x_prev[idx].abs()) * rtol, torch.full_like(x1, atol)
+        )
+        err = (
+            ((x1 - xe) / delta).reshape(len(idx), -1).pow(2).sum(1).div(D).sqrt().to(torch.float64)
+        )
         if error_norm == "batch":  # one decision for the batch: RMS of the per-sample errors
             err = err.pow(2).mean().sqrt().expand_as(err)
         acc = err <= 1.0
@@ -88,6 +92,6 @@ def run_adaptive(
         active[idx[finished]] = False
         if ctx.record_on:
             ctx.record(x, t.clone())
-    raise RuntimeError(f"adaptive solver did not reach eps within max_iters={max_iters}; loosen rtol/atol")
-
-
+    raise RuntimeError(
+        f"adaptive solver did not reach eps within max_iters={max_iters}; loosen rtol/atol"
+    )

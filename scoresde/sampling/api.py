@@ -70,19 +70,54 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "euler_maruyama": {"steps": None, "time_grid": "uniform"},
     "reverse_diffusion": {"steps": None, "time_grid": "uniform"},
     "ancestral": {"steps": None, "time_grid": "uniform"},
-    "annealed_langevin": {"steps": None, "time_grid": "uniform", "snr": 0.16, "corrector_steps": 1,
-                          "step_size": None},
-    "pc": {"steps": None, "time_grid": "uniform", "predictor": "reverse_diffusion", "corrector": "langevin",
-           "snr": 0.16, "corrector_steps": 1, "langevin_norm": "per_sample", "step_size": None},
-    "ode": {"steps": "adaptive", "solver": None, "rtol": 1e-5, "atol": 1e-5, "time_grid": "uniform"},
+    "annealed_langevin": {
+        "steps": None,
+        "time_grid": "uniform",
+        "snr": 0.16,
+        "corrector_steps": 1,
+        "step_size": None,
+    },
+    "pc": {
+        "steps": None,
+        "time_grid": "uniform",
+        "predictor": "reverse_diffusion",
+        "corrector": "langevin",
+        "snr": 0.16,
+        "corrector_steps": 1,
+        "langevin_norm": "per_sample",
+        "step_size": None,
+    },
+    "ode": {
+        "steps": "adaptive",
+        "solver": None,
+        "rtol": 1e-5,
+        "atol": 1e-5,
+        "time_grid": "uniform",
+    },
     "sde": {"steps": None, "solver": "euler", "adaptive": False, "rtol": 1e-3, "atol": 1e-3},
     "ddim": {"steps": 50, "eta": 0.0, "time_grid": "logsnr"},
     "heun": {"steps": 18, "time_grid": "karras", "rho": 7.0},
     "dpm_solver": {"steps": 14, "order": 3, "time_grid": "logsnr", "lower_order_final": True},
-    "unipc": {"steps": 14, "order": 3, "variant": "bh2", "time_grid": "bump", "rho": 7.0, "lambda_center": 0.25,
-              "lambda_width": 1.25, "lower_order_final": True, "corrector": True, "final_corrector": True,
-              "end_sigma": 0.02},
-    "adaptive": {"steps": "adaptive", "rtol": 0.05, "atol": 0.01, "max_iters": 100_000, "error_norm": "batch"},
+    "unipc": {
+        "steps": 14,
+        "order": 3,
+        "variant": "bh2",
+        "time_grid": "bump",
+        "rho": 7.0,
+        "lambda_center": 0.25,
+        "lambda_width": 1.25,
+        "lower_order_final": True,
+        "corrector": True,
+        "final_corrector": True,
+        "end_sigma": 0.02,
+    },
+    "adaptive": {
+        "steps": "adaptive",
+        "rtol": 0.05,
+        "atol": 0.01,
+        "max_iters": 100_000,
+        "error_norm": "batch",
+    },
 }
 METHODS = tuple(METHOD_DEFAULTS)
 
@@ -97,7 +132,9 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not ok or not (value >= 0 if allow_zero else value > 0) or math.isnan(value):
-        raise ValueError(f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
     return float(value)
 
 
@@ -112,7 +149,9 @@ def _options(method: str, steps: int | None, options: dict[str, Any]) -> dict[st
     unknown = [k for k in options if k not in defaults or k == "steps"]
     if unknown:
         valid = sorted(k for k in defaults if k != "steps")
-        raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid options: {valid}")
+        raise ValueError(
+            f"unknown option(s) {unknown} for method {method!r}; valid options: {valid}"
+        )
     opts = {**defaults, **options}
     opts["steps"] = defaults["steps"] if steps is None else _int("steps", steps, 1)
     if "time_grid" in opts:
@@ -144,9 +183,11 @@ def _options(method: str, steps: int | None, options: dict[str, Any]) -> dict[st
         raise ValueError(f"order must be one of {orders}, got {opts['order']!r}")
     if "lambda_width" in opts:
         _positive("lambda_width", opts["lambda_width"])
-    if "lambda_center" in opts and (not isinstance(opts["lambda_center"], numbers.Real)
-                                    or isinstance(opts["lambda_center"], bool)
-                                    or not math.isfinite(opts["lambda_center"])):
+    if "lambda_center" in opts and (
+        not isinstance(opts["lambda_center"], numbers.Real)
+        or isinstance(opts["lambda_center"], bool)
+        or not math.isfinite(opts["lambda_center"])
+    ):
         raise ValueError(f"lambda_center must be a finite number, got {opts['lambda_center']!r}")
     if "error_norm" in opts:
         _choice("error_norm", opts["error_norm"], ("batch", "per_sample"))
@@ -178,7 +219,9 @@ def _setup(sde, shape, x_init, t_start, eps, dtype, device, generator):
         if not isinstance(x_init, Tensor):
             raise TypeError("x_init must be a Tensor")
         if shape is not None and tuple(shape) != tuple(x_init.shape):
-            raise ValueError(f"shape {tuple(shape)} does not match x_init.shape {tuple(x_init.shape)}")
+            raise ValueError(
+                f"shape {tuple(shape)} does not match x_init.shape {tuple(x_init.shape)}"
+            )
         shape = tuple(x_init.shape)
         dtype = x_init.dtype if dtype is None else dtype
         device = x_init.device if device is None else device
@@ -252,11 +295,15 @@ def sample(
     opts = _options(method, steps, options)
     if opts.get("end_sigma") is not None:  # end where sigma = std / m = end_sigma (overrides eps)
         eps = eps_for_sigma(sde, opts["end_sigma"])
-    shape, dtype, device, t_start, eps = _setup(sde, shape, x_init, t_start, eps, dtype, device, generator)
+    shape, dtype, device, t_start, eps = _setup(
+        sde, shape, x_init, t_start, eps, dtype, device, generator
+    )
     if project is not None and not callable(project):
         raise TypeError("project must be callable project(x, t) -> x")
     noise = make_noise(shape, generator, seeds, dtype, device)
-    ctx = SamplerContext(sde, score_fn, noise, project=project, record=return_trajectory, progress=progress)
+    ctx = SamplerContext(
+        sde, score_fn, noise, project=project, record=return_trajectory, progress=progress
+    )
     with torch.no_grad():
         if x_init is not None:
             x = x_init.detach().to(dtype=dtype, device=device).clone()
@@ -274,8 +321,12 @@ def sample(
             m, std = (float(v) for v in sde.marginal_coeffs(eps_t))
             x = ctx.denoised(x, torch.full((shape[0],), eps, dtype=dtype, device=device), m, std)
             x = ctx.project(x, torch.zeros(shape[0], dtype=dtype, device=device))
-            ctx.record(x, torch.zeros((), dtype=torch.float64) if times is None or times.dim() == 1
-                       else torch.zeros(shape[0], dtype=torch.float64))
+            ctx.record(
+                x,
+                torch.zeros((), dtype=torch.float64)
+                if times is None or times.dim() == 1
+                else torch.zeros(shape[0], dtype=torch.float64),
+            )
     traj = None
     if return_trajectory:
         traj = torch.stack(ctx.trajectory)
@@ -284,8 +335,16 @@ def sample(
 
 
 def _grid(ctx, t_start, eps, steps, opts):
-    return make_grid(ctx.sde, t_start, eps, steps, opts.get("time_grid", "uniform"), opts.get("rho", 7.0),
-                     opts.get("lambda_center", 0.25), opts.get("lambda_width", 1.25))
+    return make_grid(
+        ctx.sde,
+        t_start,
+        eps,
+        steps,
+        opts.get("time_grid", "uniform"),
+        opts.get("rho", 7.0),
+        opts.get("lambda_center", 0.25),
+        opts.get("lambda_width", 1.25),
+    )
 
 
 def _run_pc(ctx, x, t_start, eps, steps, opts, generator, predictor=None, corrector=None):
@@ -327,8 +386,17 @@ def _run_sde(ctx, x, t_start, eps, steps, opts, generator):
     gen_dev = generator.device if generator is not None else "cpu"
     entropy = int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_dev))
     x, xs, ts = run_sdeint(
-        ctx, x, t_start, eps, steps, opts["solver"], opts["adaptive"], opts["rtol"], opts["atol"],
-        entropy=entropy, record_points=(steps + 1 if ctx.record_on else 0),
+        ctx,
+        x,
+        t_start,
+        eps,
+        steps,
+        opts["solver"],
+        opts["adaptive"],
+        opts["rtol"],
+        opts["atol"],
+        entropy=entropy,
+        record_points=(steps + 1 if ctx.record_on else 0),
     )
     if ctx.record_on:
         ctx.trajectory.extend(list(xs))
@@ -353,15 +421,32 @@ def _run_dpm(ctx, x, t_start, eps, steps, opts, generator):
 
 def _run_unipc(ctx, x, t_start, eps, steps, opts, generator):
     grid = _grid(ctx, t_start, eps, steps, opts)
-    x = run_unipc(ctx, x, grid, opts["order"], opts["variant"], opts["corrector"], opts["lower_order_final"],
-                  opts["final_corrector"])
+    x = run_unipc(
+        ctx,
+        x,
+        grid,
+        opts["order"],
+        opts["variant"],
+        opts["corrector"],
+        opts["lower_order_final"],
+        opts["final_corrector"],
+    )
     return x, grid
 
 
 def _run_adaptive(ctx, x, t_start, eps, steps, opts, generator):
     h_init = 0.01 if opts["steps"] == "adaptive" else (t_start - eps) / steps
-    x = run_adaptive(ctx, x, t_start, eps, opts["rtol"], opts["atol"], h_init, max_iters=opts["max_iters"],
-                     error_norm=opts["error_norm"])
+    x = run_adaptive(
+        ctx,
+        x,
+        t_start,
+        eps,
+        opts["rtol"],
+        opts["atol"],
+        h_init,
+        max_iters=opts["max_iters"],
+        error_norm=opts["error_norm"],
+    )
     return x, None
 
 
@@ -401,7 +486,9 @@ def encode(
     if not isinstance(x, Tensor):
         raise TypeError("x must be a Tensor")
     t_end = float(sde.T) if t_end is None else _positive("t_end", t_end)
-    opts = _options("ode", steps, {"solver": solver, "rtol": rtol, "atol": atol, "time_grid": time_grid})
+    opts = _options(
+        "ode", steps, {"solver": solver, "rtol": rtol, "atol": atol, "time_grid": time_grid}
+    )
     _setup(sde, tuple(x.shape), x, t_end, eps, None, None, None)
     ctx = SamplerContext(sde, score_fn, make_noise(x.shape, None, None, x.dtype, x.device))
     if opts["steps"] == "adaptive":
@@ -413,15 +500,21 @@ def encode(
     return SampleResult(x=z, nfe=ctx.nfe, trajectory=xs if return_trajectory else None, times=ts)
 
 
-
 def _method_function(method: str) -> Callable[..., SampleResult]:
-    def run(sde: SDE, score_fn: ScoreFn, shape: Sequence[int] | None = None, steps: int | None = None,
-            **kwargs: Any) -> SampleResult:
+    def run(
+        sde: SDE,
+        score_fn: ScoreFn,
+        shape: Sequence[int] | None = None,
+        steps: int | None = None,
+        **kwargs: Any,
+    ) -> SampleResult:
         return sample(sde, score_fn, shape, method=method, steps=steps, **kwargs)
 
     run.__name__ = run.__qualname__ = f"sample_{method}"
-    run.__doc__ = (f"``sample(sde, score_fn, shape, method={method!r}, steps=steps, **kwargs)``; "
-                   f"defaults {METHOD_DEFAULTS[method]}.")
+    run.__doc__ = (
+        f"``sample(sde, score_fn, shape, method={method!r}, steps=steps, **kwargs)``; "
+        f"defaults {METHOD_DEFAULTS[method]}."
+    )
     return run
 
 

@@ -64,7 +64,9 @@ class SamplerContext:
                 raise ScoreError(f"score_fn returned non-finite values at {where} (t={_fmt_t(t)})")
         return s
 
-    def denoised(self, x: Tensor, t: Tensor, m: Tensor, std: Tensor, step: int | None = None) -> Tensor:
+    def denoised(
+        self, x: Tensor, t: Tensor, m: Tensor, std: Tensor, step: int | None = None
+    ) -> Tensor:
         """Tweedie's estimate E[x_0 | x_t] = (x + std(t)^2 s(x, t)) / m(t) (Efron 2011); m, std broadcastable."""
         return (x + std**2 * self.score(x, t, step)) / m
 

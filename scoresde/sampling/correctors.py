@@ -23,7 +23,13 @@ from torch import Tensor
 from ..sde import batch_view
 from .context import SamplerContext
 
-__all__ = ["CORRECTORS", "AnnealedLangevinCorrector", "Corrector", "LangevinCorrector", "NoneCorrector"]
+__all__ = [
+    "CORRECTORS",
+    "AnnealedLangevinCorrector",
+    "Corrector",
+    "LangevinCorrector",
+    "NoneCorrector",
+]
 
 LANGEVIN_NORMS = ("per_sample", "batch")
 
@@ -31,8 +37,14 @@ LANGEVIN_NORMS = ("per_sample", "batch")
 class Corrector:
     name = "base"
 
-    def __init__(self, snr: float = 0.16, n_steps: int = 1, norm: str = "per_sample",
-                 step_size: float | None = None, sigma_last: float = 1.0):
+    def __init__(
+        self,
+        snr: float = 0.16,
+        n_steps: int = 1,
+        norm: str = "per_sample",
+        step_size: float | None = None,
+        sigma_last: float = 1.0,
+    ):
         self.snr = float(snr)
         self.n_steps = int(n_steps)
         self.norm = norm
@@ -90,4 +102,3 @@ class NoneCorrector(Corrector):
 CORRECTORS: dict[str, type[Corrector]] = {
     c.name: c for c in (LangevinCorrector, AnnealedLangevinCorrector, NoneCorrector)
 }
-

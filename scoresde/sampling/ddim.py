@@ -24,7 +24,9 @@ from .grids import transition
 __all__ = ["ddim_step", "run_ddim"]
 
 
-def ddim_step(ctx: SamplerContext, x: Tensor, i: int, t_vec: Tensor, t: Tensor, s: Tensor, eta: float) -> Tensor:
+def ddim_step(
+    ctx: SamplerContext, x: Tensor, i: int, t_vec: Tensor, t: Tensor, s: Tensor, eta: float
+) -> Tensor:
     """One DDIM step from time t to s (float64 0-d tensors); t_vec is t as a [B] tensor."""
     sde = ctx.sde
     m_t, std_t = (float(v) for v in sde.marginal_coeffs(t))
@@ -52,5 +54,3 @@ def run_ddim(ctx: SamplerContext, x: Tensor, grid: Tensor, eta: float = 0.0) -> 
         x = ctx.project(x, tt[i + 1].expand(B))
         ctx.record(x, grid[i + 1])
     return x
-
-

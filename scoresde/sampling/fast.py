@@ -37,14 +37,18 @@ def run_heun(ctx: SamplerContext, x: Tensor, grid: Tensor) -> Tensor:
         d = (xh - ctx.denoised(x, tt[i].expand(B), m[i], std[i], i)) / sig[i]
         dsig = sig[i + 1] - sig[i]
         xh_e = xh + dsig * d
-        d2 = (xh_e - ctx.denoised(m[i + 1] * xh_e, tt[i + 1].expand(B), m[i + 1], std[i + 1], i)) / sig[i + 1]
+        d2 = (
+            xh_e - ctx.denoised(m[i + 1] * xh_e, tt[i + 1].expand(B), m[i + 1], std[i + 1], i)
+        ) / sig[i + 1]
         x = m[i + 1] * (xh + (0.5 * dsig) * (d + d2))
         x = ctx.project(x, tt[i + 1].expand(B))
         ctx.record(x, grid[i + 1])
     return x
 
 
-def run_dpm_solver(ctx: SamplerContext, x: Tensor, grid: Tensor, order: int = 3, lower_order_final: bool = True) -> Tensor:
+def run_dpm_solver(
+    ctx: SamplerContext, x: Tensor, grid: Tensor, order: int = 3, lower_order_final: bool = True
+) -> Tensor:
     """Multistep DPM-Solver++ (Lu et al. 2022b, Algorithm 2; 3rd order as in the authors' code).
 
     With h = lambda_{i+1} - lambda_i, phi_1 = expm1(-h), phi_2 = phi_1 / h + 1, phi_3 = phi_2 / h - 1/2
@@ -92,7 +96,9 @@ def run_dpm_solver(ctx: SamplerContext, x: Tensor, grid: Tensor, order: int = 3,
     return x
 
 
-def unipc_coefficients(h: float, rks: list[float], variant: str = "bh2") -> tuple[float, list[float], list[float], list[float]]:
+def unipc_coefficients(
+    h: float, rks: list[float], variant: str = "bh2"
+) -> tuple[float, list[float], list[float], list[float]]:
     """UniPC's coefficients for a data-prediction step of logSNR length h (Zhao et al. 2023, Alg. 2/3).
 
     With hh = -h, phi_1 = expm1(hh), B(h) = hh ("bh1") or expm1(hh) ("bh2"), the order-p system

@@ -60,7 +60,9 @@ class KeyedNoise:
         self._hi = (seeds >> 32) & _MASK
         self.numel = math.prod(self.event_shape)
         half = (self.numel + 1) // 2
-        self._j1 = torch.arange(half, device=device, dtype=torch.long) * 2  # Box-Muller radius draws
+        self._j1 = (
+            torch.arange(half, device=device, dtype=torch.long) * 2
+        )  # Box-Muller radius draws
         self._j2 = self._j1 + 1  # angle draws
         self.counter = 0
 
@@ -122,7 +124,9 @@ def make_noise(
     if seeds is not None:
         seeds = torch.as_tensor(seeds)
         if seeds.dim() != 1 or seeds.shape[0] != B or seeds.is_floating_point():
-            raise ValueError(f"seeds must be {B} integers (one per sample), got shape {tuple(seeds.shape)}")
+            raise ValueError(
+                f"seeds must be {B} integers (one per sample), got shape {tuple(seeds.shape)}"
+            )
         return KeyedNoise(seeds, dims, dtype, device)
     if generator is not None:
         return KeyedNoise(draw_seeds(B, generator, device), dims, dtype, device)

@@ -18,7 +18,9 @@ from .predictors import NonePredictor, Predictor
 __all__ = ["run_pc"]
 
 
-def run_pc(ctx: SamplerContext, x: Tensor, grid: Tensor, predictor: Predictor, corrector: Corrector) -> Tensor:
+def run_pc(
+    ctx: SamplerContext, x: Tensor, grid: Tensor, predictor: Predictor, corrector: Corrector
+) -> Tensor:
     """Run PC over ``grid`` (float64 [S + 1], decreasing). x: [B, *dims] at time grid[0]."""
     tt = grid.to(dtype=x.dtype, device=x.device)
     B = x.shape[0]

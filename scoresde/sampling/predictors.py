@@ -27,7 +27,9 @@ __all__ = [
 class Predictor:
     name = "base"
 
-    def step(self, ctx: SamplerContext, x: Tensor, i: int, t_vec: Tensor, t: Tensor, s: Tensor) -> Tensor:
+    def step(
+        self, ctx: SamplerContext, x: Tensor, i: int, t_vec: Tensor, t: Tensor, s: Tensor
+    ) -> Tensor:
         raise NotImplementedError
 
 
@@ -79,6 +81,6 @@ class NonePredictor(Predictor):
 
 
 PREDICTORS: dict[str, type[Predictor]] = {
-    c.name: c for c in (EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralPredictor, NonePredictor)
+    c.name: c
+    for c in (EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralPredictor, NonePredictor)
 }
-

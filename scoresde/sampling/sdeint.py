@@ -80,6 +80,8 @@ def run_sdeint(
         levy_area_approximation="space-time" if solver == "srk" else "none",
     )
     sde = _TorchsdeReverse(ctx, x.shape, eps, t_start)
-    ys = torchsde.sdeint(sde, y0, us, bm=bm, method=solver, dt=dt, adaptive=adaptive, rtol=rtol, atol=atol)
+    ys = torchsde.sdeint(
+        sde, y0, us, bm=bm, method=solver, dt=dt, adaptive=adaptive, rtol=rtol, atol=atol
+    )
     xs = ys.reshape(ys.shape[0], *x.shape)
     return xs[-1], (xs if record_points else None), t_rec
