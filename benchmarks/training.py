@@ -3,7 +3,7 @@
 For each model (the default main-job model -- digits with the MLP -- and ``unet_small`` on digits),
 in a fresh subprocess so peak memory is per model:
 
-- ``loop``: :meth:`scoresde.trainer.Trainer.train_step` + the periodic bookkeeping (batch indexing,
+- ``loop``: :meth:`scoresde.training.trainer.Trainer.train_step` + the periodic bookkeeping (batch indexing,
   warmup lr, per-step seeded noise, gradient clipping, EMA update, loss buffering and logging).
 - ``bare``: ``zero_grad; dsm_loss(model, sde, x).backward(); adam.step()`` on a fixed batch of the
   same model -- the floor the loop is compared with.
@@ -58,7 +58,7 @@ def _one(label: str, device: str, steps: int, blocks: int, threads: int) -> dict
     import torch
     from hydra import compose, initialize_config_module
 
-    from scoresde.trainer import Trainer
+    from scoresde.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     with initialize_config_module(version_base="1.3", config_module="scoresde.conf"):

@@ -550,11 +550,11 @@ NB03 = [
 
     `scoresde.data.get_dataset("digits", split)` returns a data set of `(x, y)` with `x` in the model
     range [-1, 1] (`x = 2 v / 16 - 1` for grey level `v`) and `.info` describing it.
-    `scoresde.plotting.make_grid` tiles images into one array.
+    `scoresde.io.plots.make_grid` tiles images into one array.
     """),
     code("""
         from scoresde.data import get_dataset
-        from scoresde.plotting import make_grid
+        from scoresde.io.plots import make_grid
 
         train_ds = get_dataset("digits", "train")
         test_ds = get_dataset("digits", "test")
@@ -583,11 +583,11 @@ NB03 = [
     The network is `scoresde.nets.unet_small` (a DDPM++-style U-Net: residual blocks, attention at
     the lowest resolution, Gaussian Fourier time features) with 16 base channels, wrapped by
     `ScoreModel` (noise prediction). We keep an exponential moving average of the weights
-    (`scoresde.ema.EMA`) and sample from it, as the paper does. The same model is trained by
+    (`scoresde.training.ema.EMA`) and sample from it, as the paper does. The same model is trained by
     `python -m scoresde.train experiment=digits_vp`, which adds checkpoints, logging and resumption.
     """),
     code("""
-        from scoresde.ema import EMA
+        from scoresde.training.ema import EMA
         from scoresde.losses import dsm_loss
         from scoresde.nets import unet_small
         from scoresde.score import ScoreModel
@@ -734,14 +734,14 @@ NB04 = [
     One class-conditional score model, trained with label dropout, serves every task here:
 
     - **inpainting** (Song et al. 2021, appendix I): generate the missing pixels of a digit,
-      `scoresde.controllable.inpaint`;
+      `scoresde.controllable.tasks.inpaint`;
     - **classifier-free guidance** (Ho & Salimans 2022): `s_w = (1 + w) s(x, t, y) - w s(x, t)`,
-      `scoresde.guidance.classifier_free_score_fn`;
+      `scoresde.controllable.guidance.classifier_free_score_fn`;
     - **classifier guidance** (Dhariwal & Nichol 2021; Song et al. 2021, section 5):
       `s(x, t) + scale ∇x log p_t(y | x)` with a noisy classifier,
-      `scoresde.guidance.classifier_guided_score_fn`;
+      `scoresde.controllable.guidance.classifier_guided_score_fn`;
     - **SDEdit** (Meng et al. 2022): noise a rough guide to time `t0` and denoise it,
-      `scoresde.controllable.sdedit`.
+      `scoresde.controllable.tasks.sdedit`.
 
     Every one of them is a score function or a sampler option, so any sampler of
     `scoresde.sampling` works with it.
@@ -757,7 +757,7 @@ NB04 = [
     """),
     code("""
         from scoresde.data import get_dataset
-        from scoresde.plotting import make_grid
+        from scoresde.io.plots import make_grid
 
         train_ds = get_dataset("digits", "train")
         test_ds = get_dataset("digits", "test")
@@ -785,7 +785,7 @@ NB04 = [
     from the command line.)
     """),
     code("""
-        from scoresde.ema import EMA
+        from scoresde.training.ema import EMA
         from scoresde.losses import dsm_loss
         from scoresde.nets import unet_small
         from scoresde.score import ScoreModel
@@ -837,7 +837,7 @@ NB04 = [
     left is completed four times with the unconditional score.
     """),
     code("""
-        from scoresde.controllable import inpaint, make_mask
+        from scoresde.controllable.tasks import inpaint, make_mask
 
         n_img, n_rep = (2, 2) if FAST else (6, 4)
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -862,7 +862,7 @@ NB04 = [
     class accuracy, less diversity); `w = -1` is the unconditional model.
     """),
     code("""
-        from scoresde.guidance import classifier_free_score_fn
+        from scoresde.controllable.guidance import classifier_free_score_fn
         from scoresde.sampling import sample
 
         y_grid = torch.arange(10).repeat_interleave(N_PER_CLASS)   # [10 * N_PER_CLASS]
@@ -881,14 +881,14 @@ NB04 = [
     ## Classifier guidance
 
     A time-dependent classifier `p_t(y | x_t)` (`scoresde.nets.classifier.NoisyClassifier`) is
-    trained on noised digits by `scoresde.classifier_training.fit_classifier`; its gradient,
+    trained on noised digits by `scoresde.training.classifier.fit_classifier`; its gradient,
     added to the *unconditional* score, steers sampling toward class `y`. `scale = 1` is Bayes' rule
     `∇log p_t(x | y) = ∇log p_t(x) + ∇log p_t(y | x)`; larger scales sharpen like `w = scale - 1`.
     (From the command line: `python -m scoresde.train task=classifier`.)
     """),
     code("""
-        from scoresde.classifier_training import fit_classifier, noisy_accuracy
-        from scoresde.guidance import classifier_guided_score_fn
+        from scoresde.training.classifier import fit_classifier, noisy_accuracy
+        from scoresde.controllable.guidance import classifier_guided_score_fn
         from scoresde.nets.classifier import NoisyClassifier
 
         torch.manual_seed(SEED)
@@ -920,7 +920,7 @@ NB04 = [
     `t0 = 1` ignores the guide altogether.
     """),
     code("""
-        from scoresde.controllable import sdedit
+        from scoresde.controllable.tasks import sdedit
 
         digits = x_test[:4 if FAST else 6]
         blocks = torch.nn.functional.avg_pool2d(digits, 2)                       # 4 x 4

@@ -4,13 +4,13 @@ The public API, re-exported from the submodules (nothing is defined here). See t
 ``ARCHITECTURE.md`` for the contract: a score function is any ``score_fn(x [B, *dims], t [B])``.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .controllable import colorize, inpaint, make_mask, sdedit
-from .ema import EMA
-from .guidance import classifier_free_score_fn, classifier_guided_score_fn
-from .likelihood import BitsPerDimResult, LikelihoodResult, bits_per_dim, log_likelihood
-from .losses import ddpm_loss, dsm_loss, ncsn_loss
-from .metrics import (
+from scoresde.controllable.guidance import classifier_free_score_fn, classifier_guided_score_fn
+from scoresde.controllable.tasks import colorize, inpaint, make_mask, sdedit
+from scoresde.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.io.runs import Run, load_run
+from scoresde.likelihood import BitsPerDimResult, LikelihoodResult, bits_per_dim, log_likelihood
+from scoresde.losses import ddpm_loss, dsm_loss, ncsn_loss
+from scoresde.metrics import (
     energy_distance,
     feature_statistics,
     frechet_distance,
@@ -19,12 +19,12 @@ from .metrics import (
     precision_recall,
     sliced_wasserstein,
 )
-from .nets import MLP, UNet, build_net, ddpmpp_cifar10, ncsnpp_cifar10, unet_small
-from .oracle import GaussianMixture
-from .runs import Run, load_run
-from .sampling import METHODS, SampleResult, ScoreError, encode, sample
-from .score import ScoreModel
-from .sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
+from scoresde.nets import MLP, UNet, build_net, ddpmpp_cifar10, ncsnpp_cifar10, unet_small
+from scoresde.oracle import GaussianMixture
+from scoresde.sampling import METHODS, SampleResult, ScoreError, encode, sample
+from scoresde.score import ScoreModel
+from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
+from scoresde.training.ema import EMA
 
 __version__ = "0.1.0"
 

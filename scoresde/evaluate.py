@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde import atomic
 from scoresde import metrics as M
+from scoresde.io import atomic
 
 __all__ = [
     "IMAGE_METRICS",
@@ -296,7 +296,7 @@ def run_evaluation(
     t0 = time.perf_counter()
     run, report = None, {}
     if ckpt is not None:
-        from scoresde.runs import load_run
+        from scoresde.io.runs import load_run
 
         run = load_run(ckpt, device=device, use_ema=use_ema)
         report.update(ckpt=str(ckpt), checkpoint=str(run.checkpoint), step=run.step)
@@ -314,7 +314,7 @@ def run_evaluation(
             raise ValueError(
                 "no reference data: pass reference=FILE.npz or data=<name> (or a ckpt)"
             )
-        from scoresde.runs import build_dataset
+        from scoresde.io.runs import build_dataset
 
         ds = build_dataset(cfg_data, split)
         data_name = str(cfg_data["name"])
@@ -458,7 +458,7 @@ def main() -> None:
         path = write_json_atomic(out_dir / "evaluate.json", report)
         print(_format_summary(report))
         print(f"wrote {path}")
-        from scoresde.logging import make_logger
+        from scoresde.io.loggers import make_logger
 
         logger = make_logger(cfg.logger, cfg, out_dir, name="evaluate")
         try:

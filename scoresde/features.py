@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from scoresde.atomic import save_torch_atomic, write_json_atomic
+from scoresde.io.atomic import save_torch_atomic, write_json_atomic
 from scoresde.metrics import flatten_features
 
 __all__ = [

@@ -33,8 +33,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from .atomic import atomic_write
-from .controllable import (
+from scoresde.controllable.guidance import (
+    as_labels,
+    classifier_free_score_fn,
+    classifier_guided_score_fn,
+    model_num_classes,
+)
+from scoresde.controllable.tasks import (
     MASK_NAMES,
     check_t0,
     colorization_projection,
@@ -44,14 +49,9 @@ from .controllable import (
     sdedit,
     to_grayscale,
 )
-from .guidance import (
-    as_labels,
-    classifier_free_score_fn,
-    classifier_guided_score_fn,
-    model_num_classes,
-)
-from .sampling import sample
-from .sampling.noise import draw_seeds
+from scoresde.io.atomic import atomic_write
+from scoresde.sampling import sample
+from scoresde.sampling.noise import draw_seeds
 
 __all__ = [
     "TASKS",
@@ -246,7 +246,7 @@ def _plan(cfg, run, n: int, device) -> tuple[int, Callable[[slice, Tensor], Any]
                 f"{run.checkpoint} is unconditional"
             )
         if name == "classifier_guidance":
-            from .classifier_training import load_classifier
+            from scoresde.training.classifier import load_classifier
 
             clf, _ = load_classifier(task.classifier_ckpt, device=device)
             if tuple(clf.data_shape) != shape:
@@ -325,8 +325,8 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
     Returns the settings dict (also written to ``settings.json``), with ``nfe`` (score evaluations,
     summed over batches), ``wall_time_s`` and the output paths.
     """
-    from .runs import load_run
-    from .trainer import resolve_device
+    from scoresde.io.runs import load_run
+    from scoresde.training.trainer import resolve_device
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -361,7 +361,7 @@ def generate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
     if info.get("kind") != "image" and x.dim() == 2:
         ref = _data_items(run, "test", 0, min(2000, n * 4)) if x.shape[1] >= 2 else None
     if info.get("kind") == "image" or (x.dim() == 2 and x.shape[1] >= 2):
-        from .plotting import save_image_grid, save_samples
+        from scoresde.io.plots import save_image_grid, save_samples
 
         if info.get("kind") == "image":
             atomic_write(png, lambda p: save_image_grid(x, p, _range(info), nrow=cfg.get("nrow")))

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sde import SDE, VESDE, VPSDE, SubVPSDE, batch_view
+from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE, batch_view
 
 __all__ = [
     "REDUCTIONS",

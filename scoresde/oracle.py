@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .sde import SDE, ScoreFn
+from scoresde.sde import SDE, ScoreFn
 
 __all__ = ["GaussianMixture"]
 

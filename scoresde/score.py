@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .sde import SDE, VESDE, batch_view
+from scoresde.sde import SDE, VESDE, batch_view
 
 __all__ = ["PARAMETERIZATIONS", "TIME_INPUTS", "ScoreModel"]
 

@@ -6,7 +6,7 @@
     torchrun --standalone --nproc_per_node=2 -m scoresde.train training.batch_size=128
 
 Artifacts go to Hydra's output directory (``outputs/<date>/<time>`` or the sweep's sub-directory);
-``task.name=classifier`` dispatches to :func:`scoresde.classifier_training.train_classifier`.
+``task.name=classifier`` dispatches to :func:`scoresde.training.classifier.train_classifier`.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ def run(cfg: DictConfig, run_dir: str | Path, name: str | None = None, group: st
     """Dispatch on ``cfg.task.name``: ``score`` (this package's trainer) or ``classifier``."""
     task = cfg.task.name if "task" in cfg and cfg.task is not None else "score"
     if task == "classifier":
-        from scoresde.classifier_training import train_classifier
+        from scoresde.training.classifier import train_classifier
 
         return train_classifier(cfg, Path(run_dir))
     if task != "score":
         raise ValueError(f"task.name must be 'score' or 'classifier', got {task!r}")
-    from scoresde.trainer import train
+    from scoresde.training.trainer import train
 
     result = train(cfg, run_dir, name=name, group=group)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -77,7 +77,7 @@ def run(cfg: DictConfig, run_dir: str | Path, name: str | None = None, group: st
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     name, group = job_name_and_group(hc)
-    from scoresde.trainer import NonFiniteLossError
+    from scoresde.training.trainer import NonFiniteLossError
 
     try:
         run(cfg, hc.runtime.output_dir, name=name, group=group)

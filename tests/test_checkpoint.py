@@ -7,10 +7,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from scoresde.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
-from scoresde.ema import EMA
-from scoresde.runs import load_run
-from scoresde.trainer import NonFiniteLossError, train
+from scoresde.io.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.io.runs import load_run
+from scoresde.training.ema import EMA
+from scoresde.training.trainer import NonFiniteLossError, train
 
 TINY = [
     "experiment=toy2d",

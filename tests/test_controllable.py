@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from scoresde.controllable import (
+from scoresde.controllable.tasks import (
     DECOUPLE_MATRIX,
     colorize,
     couple,
@@ -84,7 +84,7 @@ def test_inpainting_correlated_gaussian_matches_exact_conditional():
 def test_inpainting_separated_modes_misweights_them_known_limitation():
     """Two modes at +-1.5 (std 0.5), observed x0 = 0.3: the exact conditional puts 97 % of its mass on
     x1 > 0; replacement sampling moves from the prior 50 % towards it but stays far below (measured
-    ~76 % with 20k samples, 100 x 10 PC steps). Documented in scoresde.controllable."""
+    ~76 % with 20k samples, 100 x 10 PC steps). Documented in scoresde.controllable.tasks."""
     sde = VPSDE()
     gm = GaussianMixture([0.5, 0.5], [[-1.5, -1.5], [1.5, 1.5]], 0.5).to(D64)
     n = 1000

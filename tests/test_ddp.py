@@ -9,8 +9,8 @@ import sys
 import torch
 from hydra import compose, initialize_config_module
 
-from scoresde.checkpoint import load_checkpoint
-from scoresde.trainer import train
+from scoresde.io.checkpoint import load_checkpoint
+from scoresde.training.trainer import train
 
 OVERRIDES = [
     "experiment=toy2d",

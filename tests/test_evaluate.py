@@ -162,8 +162,8 @@ def test_evaluate_cli_on_npz_writes_json(tmp_path):
 
 # ---------------------------------------------------------------------------- from a checkpoint
 def _tiny_run(run_dir: Path) -> Path:
-    from scoresde.checkpoint import save_checkpoint
-    from scoresde.runs import build_dataset, build_score_model
+    from scoresde.io.checkpoint import save_checkpoint
+    from scoresde.io.runs import build_dataset, build_score_model
 
     config = {
         "sde": {"name": "vp", "beta_min": 0.1, "beta_max": 20.0, "N": 100},
@@ -194,10 +194,10 @@ def _tiny_run(run_dir: Path) -> Path:
 
 def test_evaluate_from_a_checkpoint_is_seed_pinned_and_batch_size_independent(tmp_path):
     try:
-        import scoresde.runs  # noqa: F401
+        import scoresde.io.runs  # noqa: F401
         from scoresde.sampling import sample  # noqa: F401
     except ImportError as e:
-        pytest.skip(f"scoresde.runs / scoresde.sampling.sample not available: {e}")
+        pytest.skip(f"scoresde.io.runs / scoresde.sampling.sample not available: {e}")
     _tiny_run(tmp_path / "run")
     kw = {"ckpt": str(tmp_path / "run"), "num_samples": 150, "seeds": [0, 1]}
     a = run_evaluation(batch_size=150, **kw)
@@ -214,11 +214,11 @@ def test_evaluate_from_a_checkpoint_is_seed_pinned_and_batch_size_independent(tm
 
 def test_evaluate_image_checkpoint_in_digits_features_clips_samples(tmp_path, digits_cache):
     try:
-        from scoresde.checkpoint import save_checkpoint
-        from scoresde.runs import build_dataset, build_score_model
+        from scoresde.io.checkpoint import save_checkpoint
+        from scoresde.io.runs import build_dataset, build_score_model
         from scoresde.sampling import sample  # noqa: F401
     except ImportError as e:
-        pytest.skip(f"scoresde.runs / scoresde.sampling.sample not available: {e}")
+        pytest.skip(f"scoresde.io.runs / scoresde.sampling.sample not available: {e}")
     config = {
         "sde": {"name": "vp", "beta_min": 0.1, "beta_max": 20.0, "N": 100},
         "model": {

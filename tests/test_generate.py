@@ -11,9 +11,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from scoresde.checkpoint import load_checkpoint, save_checkpoint
 from scoresde.generate import generate
-from scoresde.runs import build_score_model
+from scoresde.io.checkpoint import load_checkpoint, save_checkpoint
+from scoresde.io.runs import build_score_model
 
 TRAIN = [
     "data=gmm8",

@@ -10,8 +10,7 @@ import math
 import pytest
 import torch
 
-from scoresde.classifier_training import classifier_loss, fit_classifier, noisy_accuracy
-from scoresde.guidance import (
+from scoresde.controllable.guidance import (
     as_labels,
     classifier_free_score_fn,
     classifier_guided_score_fn,
@@ -23,6 +22,7 @@ from scoresde.nets.classifier import NoisyClassifier
 from scoresde.oracle import GaussianMixture
 from scoresde.sampling import sample
 from scoresde.sde import VESDE, VPSDE
+from scoresde.training.classifier import classifier_loss, fit_classifier, noisy_accuracy
 
 D64 = torch.float64
 N = 3000

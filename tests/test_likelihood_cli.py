@@ -9,10 +9,10 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from scoresde.checkpoint import save_checkpoint
+from scoresde.io.checkpoint import save_checkpoint
+from scoresde.io.runs import build_dataset, build_score_model, load_run
 from scoresde.likelihood import bits_per_dim
 from scoresde.likelihood.__main__ import LikelihoodCLIError, _batch_seed, evaluate
-from scoresde.runs import build_dataset, build_score_model, load_run
 
 FAST = ["rtol=1e-3", "atol=1e-3", "eps=1e-3", "threads=1", "progress=false"]
 

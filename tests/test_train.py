@@ -13,8 +13,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from scoresde.runs import build_sde, load_run
-from scoresde.trainer import train
+from scoresde.io.runs import build_sde, load_run
+from scoresde.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

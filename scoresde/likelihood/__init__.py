@@ -3,9 +3,21 @@
 ``python -m scoresde.likelihood`` evaluates a trained run (see ``__main__.py``).
 """
 
-from .bpd import BitsPerDimResult, bits_per_dim, bpd_offset, dequantize, nats_to_bpd, to_levels
-from .ode_likelihood import ODE_METHODS, LikelihoodResult, ProbabilityFlowDynamics, log_likelihood
-from .trace import TRACE_ESTIMATORS
+from scoresde.likelihood.bpd import (
+    BitsPerDimResult,
+    bits_per_dim,
+    bpd_offset,
+    dequantize,
+    nats_to_bpd,
+    to_levels,
+)
+from scoresde.likelihood.ode_likelihood import (
+    ODE_METHODS,
+    LikelihoodResult,
+    ProbabilityFlowDynamics,
+    log_likelihood,
+)
+from scoresde.likelihood.trace import TRACE_ESTIMATORS
 
 __all__ = [
     "ODE_METHODS",

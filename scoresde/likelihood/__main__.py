@@ -1,6 +1,6 @@
 """``python -m scoresde.likelihood``: likelihood of a trained run on a dataset split.
 
-Loads the run with :func:`scoresde.runs.load_run` (EMA weights), integrates the probability-flow
+Loads the run with :func:`scoresde.io.runs.load_run` (EMA weights), integrates the probability-flow
 ODE batch by batch, and writes ``likelihood.json`` (settings, per-batch values, result, versions)
 atomically into the Hydra output dir after every batch. Images (data with discrete ``levels``) are
 reported in bits/dim (:func:`bits_per_dim`, uniform dequantization), vectors as NLL in nats.
@@ -29,10 +29,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ..atomic import write_json_atomic
-from .bpd import bits_per_dim
-from .ode_likelihood import ODE_METHODS, log_likelihood
-from .trace import TRACE_ESTIMATORS
+from scoresde.io.atomic import write_json_atomic
+from scoresde.likelihood.bpd import bits_per_dim
+from scoresde.likelihood.ode_likelihood import ODE_METHODS, log_likelihood
+from scoresde.likelihood.trace import TRACE_ESTIMATORS
 
 FORMAT = "scoresde-likelihood-v1"
 RESULT_FILE = "likelihood.json"
@@ -177,8 +177,8 @@ def evaluate(
     cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], int], None] | None = None
 ) -> dict[str, Any]:
     """Run the evaluation described by ``cfg`` into ``output_dir``; returns the written record."""
-    from scoresde.checkpoint import CheckpointError
-    from scoresde.runs import build_dataset, load_run
+    from scoresde.io.checkpoint import CheckpointError
+    from scoresde.io.runs import build_dataset, load_run
 
     _check_options(cfg)
     if cfg.get("threads"):
@@ -344,7 +344,7 @@ def _report(record: dict[str, Any], out_file: Path) -> str:
 @hydra.main(version_base="1.3", config_path="pkg://scoresde.conf", config_name="likelihood")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the mean (bits/dim or nats) for sweepers."""
-    from scoresde.logging import make_logger
+    from scoresde.io.loggers import make_logger
 
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     logger = None

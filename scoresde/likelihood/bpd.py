@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..sde import SDE
-from .ode_likelihood import log_likelihood
+from scoresde.likelihood.ode_likelihood import log_likelihood
+from scoresde.sde import SDE
 
 __all__ = [
     "BitsPerDimResult",

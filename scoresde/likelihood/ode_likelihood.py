@@ -25,8 +25,13 @@ import torch
 import torchdiffeq
 from torch import Tensor, nn
 
-from ..sde import SDE
-from .trace import TRACE_ESTIMATORS, draw_probes, exact_divergence, vjp_quadratic_forms
+from scoresde.likelihood.trace import (
+    TRACE_ESTIMATORS,
+    draw_probes,
+    exact_divergence,
+    vjp_quadratic_forms,
+)
+from scoresde.sde import SDE
 
 __all__ = ["ODE_METHODS", "LikelihoodResult", "ProbabilityFlowDynamics", "log_likelihood"]
 

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..sde import SDE, batch_view
-from .embeddings import SinusoidalEmbedding
+from scoresde.nets.embeddings import SinusoidalEmbedding
+from scoresde.sde import SDE, batch_view
 
 __all__ = ["NoisyClassifier"]
 

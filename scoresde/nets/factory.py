@@ -19,8 +19,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .mlp import MLP
-from .unet import UNet
+from scoresde.nets.mlp import MLP
+from scoresde.nets.unet import UNet
 
 __all__ = ["NET_NAMES", "FlatMLP", "build_net", "ddpmpp_cifar10", "ncsnpp_cifar10", "unet_small"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .embeddings import TimeConditioning
-from .layers import linear
+from scoresde.nets.embeddings import TimeConditioning
+from scoresde.nets.layers import linear
 
 __all__ = ["MLP"]
 

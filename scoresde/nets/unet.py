@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embeddings import TimeConditioning
-from .layers import conv, linear
+from scoresde.nets.embeddings import TimeConditioning
+from scoresde.nets.layers import conv, linear
 
 __all__ = ["AttnBlock", "ResBlock", "UNet", "group_count"]
 

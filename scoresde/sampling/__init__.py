@@ -1,6 +1,6 @@
 """Samplers for score-based models: ``sample(sde, score_fn, shape, method=...)`` and friends."""
 
-from .api import (
+from scoresde.sampling.api import (
     CORRECTOR_NAMES,
     METHOD_DEFAULTS,
     METHODS,
@@ -20,17 +20,17 @@ from .api import (
     sample_sde,
     sample_unipc,
 )
-from .context import SamplerContext, ScoreError
-from .correctors import AnnealedLangevinCorrector, LangevinCorrector, NoneCorrector
-from .grids import GRIDS, eps_for_sigma, time_grid
-from .noise import KeyedNoise, draw_seeds
-from .predictors import (
+from scoresde.sampling.context import SamplerContext, ScoreError
+from scoresde.sampling.correctors import AnnealedLangevinCorrector, LangevinCorrector, NoneCorrector
+from scoresde.sampling.grids import GRIDS, eps_for_sigma, time_grid
+from scoresde.sampling.noise import KeyedNoise, draw_seeds
+from scoresde.sampling.predictors import (
     AncestralPredictor,
     EulerMaruyamaPredictor,
     NonePredictor,
     ReverseDiffusionPredictor,
 )
-from .result import SampleResult
+from scoresde.sampling.result import SampleResult
 
 __all__ = [
     "CORRECTOR_NAMES",

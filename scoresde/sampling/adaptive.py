@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..sde import batch_view
-from .context import SamplerContext
+from scoresde.sampling.context import SamplerContext
+from scoresde.sde import batch_view
 
 __all__ = ["run_adaptive"]
 

@@ -22,20 +22,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..sde import SDE, ScoreFn
-from .adaptive import run_adaptive
-from .context import ProjectFn, SamplerContext
-from .correctors import CORRECTORS, LANGEVIN_NORMS
-from .ddim import run_ddim
-from .fast import UNIPC_VARIANTS, run_dpm_solver, run_heun, run_unipc
-from .grids import GRIDS, eps_for_sigma
-from .grids import time_grid as make_grid
-from .noise import KeyedNoise, make_noise
-from .ode import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS, run_ode
-from .pc import run_pc
-from .predictors import PREDICTORS
-from .result import SampleResult
-from .sdeint import SDE_SOLVERS, run_sdeint
+from scoresde.sampling.adaptive import run_adaptive
+from scoresde.sampling.context import ProjectFn, SamplerContext
+from scoresde.sampling.correctors import CORRECTORS, LANGEVIN_NORMS
+from scoresde.sampling.ddim import run_ddim
+from scoresde.sampling.fast import UNIPC_VARIANTS, run_dpm_solver, run_heun, run_unipc
+from scoresde.sampling.grids import GRIDS, eps_for_sigma
+from scoresde.sampling.grids import time_grid as make_grid
+from scoresde.sampling.noise import KeyedNoise, make_noise
+from scoresde.sampling.ode import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS, run_ode
+from scoresde.sampling.pc import run_pc
+from scoresde.sampling.predictors import PREDICTORS
+from scoresde.sampling.result import SampleResult
+from scoresde.sampling.sdeint import SDE_SOLVERS, run_sdeint
+from scoresde.sde import SDE, ScoreFn
 
 __all__ = [
     "CORRECTOR_NAMES",

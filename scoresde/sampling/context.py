@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from ..sde import SDE, ScoreFn
-from .noise import NoiseSource
+from scoresde.sampling.noise import NoiseSource
+from scoresde.sde import SDE, ScoreFn
 
 __all__ = ["ProjectFn", "SamplerContext", "ScoreError"]
 

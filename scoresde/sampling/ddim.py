@@ -18,8 +18,8 @@ import math
 
 from torch import Tensor
 
-from .context import SamplerContext
-from .grids import transition
+from scoresde.sampling.context import SamplerContext
+from scoresde.sampling.grids import transition
 
 __all__ = ["ddim_step", "run_ddim"]
 

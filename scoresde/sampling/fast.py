@@ -16,8 +16,8 @@ import math
 import torch
 from torch import Tensor
 
-from .context import SamplerContext
-from .grids import sigma_of
+from scoresde.sampling.context import SamplerContext
+from scoresde.sampling.grids import sigma_of
 
 __all__ = ["UNIPC_VARIANTS", "run_dpm_solver", "run_heun", "run_unipc", "unipc_coefficients"]
 

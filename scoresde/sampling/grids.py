@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..sde import SDE
+from scoresde.sde import SDE
 
 __all__ = ["GRIDS", "eps_for_sigma", "sigma_of", "time_grid", "transition"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .context import SamplerContext
+from scoresde.sampling.context import SamplerContext
 
 __all__ = ["ADAPTIVE_SOLVERS", "FIXED_SOLVERS", "ODE_SOLVERS", "run_ode"]
 

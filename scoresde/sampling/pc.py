@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .context import SamplerContext
-from .correctors import Corrector
-from .predictors import NonePredictor, Predictor
+from scoresde.sampling.context import SamplerContext
+from scoresde.sampling.correctors import Corrector
+from scoresde.sampling.predictors import NonePredictor, Predictor
 
 __all__ = ["run_pc"]
 

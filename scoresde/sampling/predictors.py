@@ -10,9 +10,9 @@ import math
 
 from torch import Tensor
 
-from .context import SamplerContext
-from .ddim import ddim_step
-from .grids import transition
+from scoresde.sampling.context import SamplerContext
+from scoresde.sampling.ddim import ddim_step
+from scoresde.sampling.grids import transition
 
 __all__ = [
     "PREDICTORS",

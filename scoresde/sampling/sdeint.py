@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .context import SamplerContext
+from scoresde.sampling.context import SamplerContext
 
 __all__ = ["SDE_SOLVERS", "run_sdeint"]
 

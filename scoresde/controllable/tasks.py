@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .sampling import SampleResult, sample
-from .sampling.noise import KeyedNoise, draw_seeds
-from .sde import SDE, ScoreFn, batch_view
+from scoresde.sampling import SampleResult, sample
+from scoresde.sampling.noise import KeyedNoise, draw_seeds
+from scoresde.sde import SDE, ScoreFn, batch_view
 
 __all__ = [
     "DECOUPLE_MATRIX",

@@ -37,10 +37,10 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from scoresde.atomic import write_json_atomic, write_text_atomic
-from scoresde.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
-from scoresde.ema import EMA
-from scoresde.runs import build_dataset, build_score_model, build_sde
+from scoresde.io.atomic import write_json_atomic, write_text_atomic
+from scoresde.io.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.io.runs import build_dataset, build_score_model, build_sde
+from scoresde.training.ema import EMA
 
 __all__ = [
     "LOSSES",
@@ -165,7 +165,7 @@ def validate_config(cfg: DictConfig) -> None:
     )
     _check(isinstance(cfg.seed, int), f"seed must be an integer, got {cfg.seed!r}")
     lg = cfg.get("logger") or {}
-    from scoresde.logging import LOGGER_NAMES, WANDB_MODES
+    from scoresde.io.loggers import LOGGER_NAMES, WANDB_MODES
 
     _check(
         lg.get("name", "none") in LOGGER_NAMES,
@@ -601,7 +601,7 @@ class Trainer:
 
     def plot_losses(self) -> None:
         if self.is_main and self.losses and bool(self.t.get("plot", True)):
-            from scoresde.plotting import save_loss_curve
+            from scoresde.io.plots import save_loss_curve
 
             save_loss_curve(
                 range(1, len(self.losses) + 1), self.losses, self.run_dir / "loss_curve.png"
@@ -616,7 +616,7 @@ class Trainer:
     @torch.no_grad()
     def sample(self, n: int, tag: str) -> dict[str, Any]:
         """Sample ``n`` points with ``cfg.sampler`` and the EMA model; save a PNG; return NFE etc."""
-        from scoresde.plotting import save_samples
+        from scoresde.io.plots import save_samples
         from scoresde.sampling import sample
 
         model = self.ema.model
@@ -850,7 +850,7 @@ def train(
     Rank 0 logs through ``scoresde.logging.make_logger(cfg.logger, ...)``; the logger is finished
     in a ``finally`` (also when the run fails). Raises :class:`NonFiniteLossError` on NaN/inf loss.
     """
-    from scoresde.logging import NullLogger, make_logger
+    from scoresde.io.loggers import NullLogger, make_logger
 
     rank = int(os.environ.get("RANK", "0"))
     logger = NullLogger()

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .atomic import write_json_atomic
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .nets.classifier import NoisyClassifier
-from .sde import SDE, batch_view
+from scoresde.io.atomic import write_json_atomic
+from scoresde.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.nets.classifier import NoisyClassifier
+from scoresde.sde import SDE, batch_view
 
 __all__ = [
     "ClassifierResult",
@@ -171,8 +171,8 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     """Train the noisy classifier described by ``cfg`` (full training config) into ``run_dir``."""
     from omegaconf import OmegaConf
 
-    from .runs import build_dataset, build_sde
-    from .trainer import resolve_device
+    from scoresde.io.runs import build_dataset, build_sde
+    from scoresde.training.trainer import resolve_device
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -194,7 +194,7 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     net_kwargs = {k: int(_cfg_get(task, k)) for k in NET_KEYS if _cfg_get(task, k) is not None}
     clf = NoisyClassifier(info["shape"], int(num_classes), sde=sde, **net_kwargs)
     logger = None
-    from .logging import make_logger
+    from scoresde.io.loggers import make_logger
 
     logger = (
         make_logger(cfg.logger, cfg, run_dir, name=f"classifier-{run_dir.name}")
@@ -276,7 +276,7 @@ def load_classifier(
     Returns ``(classifier in eval mode with its SDE attached, checkpoint dict)``; the checkpoint's
     ``config["sde"]`` rebuilds the SDE it was trained on. Raises CheckpointError for score checkpoints.
     """
-    from .runs import build_sde
+    from scoresde.io.runs import build_sde
 
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CLASSIFIER_KIND or "classifier" not in state:

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from scoresde.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from scoresde.data import dataset_from_config
+from scoresde.io.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
 
 __all__ = [
@@ -133,7 +133,7 @@ def load_run(ckpt: str | Path, device: str | torch.device = "cpu", use_ema: bool
     """Load a run directory or checkpoint file written by ``python -m scoresde.train``.
 
     Returns a :class:`Run` whose ``.model`` holds the EMA weights (``use_ema=True``) in eval mode.
-    Raises :class:`~scoresde.checkpoint.CheckpointError` for missing/corrupt/incompatible files.
+    Raises :class:`~scoresde.io.checkpoint.CheckpointError` for missing/corrupt/incompatible files.
     """
     path = find_checkpoint(ckpt)
     state = load_checkpoint(path, map_location="cpu")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from scoresde.atomic import save_torch_atomic
+from scoresde.io.atomic import save_torch_atomic
 
 __all__ = ["FORMAT", "CheckpointError", "find_checkpoint", "load_checkpoint", "save_checkpoint"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .sde import ScoreFn
+from scoresde.sde import ScoreFn
 
 __all__ = [
     "LabelLike",
@@ -174,7 +174,7 @@ def classifier_guided_score_fn(
     Args:
         score_fn: unconditional score ``score_fn(x, t)``.
         classifier: time-dependent classifier ``classifier(x, t) -> logits [B, C]`` trained on the
-            same SDE's marginals p_t (see ``scoresde.classifier_training``). An exact oracle works too:
+            same SDE's marginals p_t (see ``scoresde.training.classifier``). An exact oracle works too:
             ``lambda x, t: gm.class_log_prob_t(x, t, sde)`` (log-probabilities are valid logits).
         y: target labels, an int or ``[B]``; checked against ``num_classes`` (default: the
             classifier's ``num_classes`` attribute, when it has one).

@@ -1,0 +1,1 @@
+"""Input and output: atomic writes, checkpoints (``weights_only``), run loading, loggers, plots."""

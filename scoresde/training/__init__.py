@@ -1,0 +1,1 @@
+"""Training: the score-model trainer, EMA, and the noisy-classifier trainer."""
