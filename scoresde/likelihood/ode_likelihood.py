@@ -32,12 +32,11 @@ from scoresde.likelihood.trace import (
     vjp_quadratic_forms,
 )
 from scoresde.sde import SDE
+from scoresde.solvers import ADAPTIVE_SOLVERS, ODE_SOLVERS
 
 __all__ = ["ODE_METHODS", "LikelihoodResult", "ProbabilityFlowDynamics", "log_likelihood"]
 
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-_FIXED = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
-ODE_METHODS = _ADAPTIVE + _FIXED
+ODE_METHODS = ODE_SOLVERS
 _DEFAULT_FIXED_STEPS = 100
 
 
@@ -237,7 +236,7 @@ def log_likelihood(
     ts = torch.tensor([eps, T], dtype=t_dtype, device=x.device)
 
     opts: dict[str, Any] = {}
-    if method in _ADAPTIVE:
+    if method in ADAPTIVE_SOLVERS:
         # end the last step exactly on T (and on eps going back in the adjoint): no overshoot
         opts["step_t"] = ts.clone()
     else:

@@ -13,12 +13,9 @@ import torch
 from torch import Tensor
 
 from scoresde.sampling.context import SamplerContext
+from scoresde.solvers import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS
 
 __all__ = ["ADAPTIVE_SOLVERS", "FIXED_SOLVERS", "ODE_SOLVERS", "run_ode"]
-
-ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-FIXED_SOLVERS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
-ODE_SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
 
 
 class _ProbabilityFlow(torch.nn.Module):
