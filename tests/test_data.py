@@ -195,3 +195,131 @@ def test_fashion_mnist_from_debian_package():
     assert (
         -1 <= float(x.min()) and float(x.max()) <= 1 and 0.3 < float((x > -1).float().mean()) < 0.8
     )
+
+
+# ------------------------------------------------------------------ data that lies about itself
+def _idx_with_dims(arr: np.ndarray, dims: list[int], code: int = 8) -> bytes:
+    """IDX whose header claims ``dims`` (and type ``code``) whatever ``arr`` holds."""
+    head = bytes([0, 0, code, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+    return head + arr.tobytes()
+
+
+def test_idx_header_that_disagrees_with_the_file_is_refused(mnist_dir):
+    root, imgs, labs = mnist_dir
+    img, lab = root / "t10k-images-idx3-ubyte", root / "t10k-labels-idx1-ubyte"
+    five = imgs["t10k"]
+    img.write_bytes(_idx_with_dims(five, [6, 28, 28]))  # header claims one image more
+    with pytest.raises(DataError, match=r"t10k-images.*header says shape \[6, 28, 28\]"):
+        load_idx_dataset(root, "test")
+    img.write_bytes(_idx_bytes(five) + b"\x00" * 28)  # trailing bytes the header does not cover
+    with pytest.raises(DataError, match="t10k-images.*found 3948 bytes"):
+        load_idx_dataset(root, "test")
+    img.write_bytes(_idx_bytes(five))
+    lab.write_bytes(_idx_bytes(labs["t10k"][:4]))  # 5 images, 4 labels
+    with pytest.raises(DataError, match=r"t10k-images.* 5 images but .*t10k-labels.*\[4\]"):
+        load_idx_dataset(root, "test")
+    lab.write_bytes(_idx_bytes(np.array([0, 1, 12, 3, 4])))  # a label MNIST cannot have
+    with pytest.raises(DataError, match="t10k-labels.*labels 0..9"):
+        load_idx_dataset(root, "test")
+    lab.write_bytes(_idx_bytes(labs["t10k"]))
+    img.write_bytes(_idx_with_dims(five.astype(">f4"), [5, 28, 28], code=0x0D))  # float images
+    with pytest.raises(DataError, match="t10k-images.*uint8 images .*float32"):
+        load_idx_dataset(root, "test")
+    img.write_bytes(_idx_with_dims(five[:0], [0, 28, 28]))  # no images at all
+    with pytest.raises(DataError, match=r"t10k-images.*N, H, W >= 1.*\[0, 28, 28\]"):
+        load_idx_dataset(root, "test")
+
+
+def _cifar_batches(root, sizes: dict[str, int], record: int = 3073) -> None:
+    rng = np.random.default_rng(3)
+    for name, n in sizes.items():
+        rec = rng.integers(0, 256, (n, record), dtype=np.uint8)
+        rec[:, 0] %= 10
+        rec.tofile(root / name)
+
+
+def test_cifar10_batches_of_different_record_counts_are_refused(tmp_path):
+    sizes = {f"data_batch_{i}.bin": 4 for i in range(1, 6)}
+    sizes["data_batch_4.bin"] = 3  # truncated at a record boundary: only the count tells
+    _cifar_batches(tmp_path, sizes)
+    with pytest.raises(DataError, match=r"data_batch_4.bin holds 3 records, unlike the other"):
+        load_cifar10_dataset(tmp_path, "train")
+    _cifar_batches(tmp_path, {"test_batch.bin": 3}, record=3074)  # CIFAR-100's 2 label bytes
+    with pytest.raises(DataError, match=r"test_batch.bin: 9222 bytes .* 3073-byte record"):
+        load_cifar10_dataset(tmp_path, "test")
+
+
+def _png(path, mode: str, size: int, value: int = 7) -> None:
+    from PIL import Image
+
+    chans = {"L": (), "RGB": (3,), "RGBA": (4,)}
+    if mode == "I;16":
+        Image.fromarray(np.full((size, size), 40000, np.uint16)).save(path)
+        return
+    Image.fromarray(np.full((size, size, *chans[mode]), value, np.uint8), mode).save(path)
+
+
+def test_image_folder_mixing_sizes_or_modes_is_refused(tmp_path):
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", "RGB", 16)
+    assert len(load_image_folder_dataset(tmp_path, image_size=8)) == 3
+    _png(tmp_path / "3.png", "RGB", 20)
+    with pytest.raises(DataError, match=r"3.png is RGB 20x20 but .*0.png is RGB 16x16"):
+        load_image_folder_dataset(tmp_path, image_size=8)
+    _png(tmp_path / "3.png", "L", 16)
+    with pytest.raises(DataError, match=r"3.png is L 16x16 but .*0.png is RGB 16x16"):
+        load_image_folder_dataset(tmp_path, image_size=8)
+    _png(tmp_path / "3.png", "RGBA", 16)
+    with pytest.raises(DataError, match=r"3.png is RGBA 16x16"):
+        get_dataset("image_folder", root=str(tmp_path), image_size=8)
+    os.remove(tmp_path / "3.png")
+    _png(tmp_path / "0.png", "I;16", 16)  # 16-bit levels would be clipped to 8 bits
+    with pytest.raises(DataError, match=r"0.png has mode 'I;16'; 8-bit images are expected"):
+        load_image_folder_dataset(tmp_path, image_size=8)
+
+
+@pytest.mark.parametrize(
+    "name, options, param",
+    [
+        ("moons", {"n": 0}, "data.n"),
+        ("moons", {"n": -5}, "data.n"),
+        ("moons", {"n": 2.5}, "data.n"),
+        ("gmm8", {"n_test": 0}, "data.n_test"),  # refused for the train split too: up front
+        ("rings", {"seed": -1}, "data.seed"),
+        ("swissroll", {"scale": 0.0}, "data.scale"),
+        ("swissroll", {"scale": float("nan")}, "data.scale"),
+        ("image_folder", {"image_size": 0}, "data.image_size"),
+        ("image_folder", {"n_test": -1}, "data.n_test"),
+        ("image_folder", {"n_test": 3}, "n_test must be below the 3 images"),
+        ("image_folder", {"channels": 0}, "data.channels"),
+    ],
+)
+def test_zero_or_negative_sizes_are_refused_naming_the_parameter(tmp_path, name, options, param):
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", "RGB", 8)
+    opts = dict(options, root=str(tmp_path)) if name == "image_folder" else options
+    with pytest.raises(ValueError, match=param.replace(".", r"\.")):
+        get_dataset(name, "train", **opts)
+
+
+def test_direct_constructors_refuse_bad_sizes_and_levels():
+    from scoresde.data import ImageDataset, Toy2D
+    from scoresde.data.images import load_digits_dataset
+
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        make_toy2d("moons", 0)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        Toy2D("moons", n=10, scale=-1.0)
+    with pytest.raises(ValueError, match="n_test must be an integer >= 1"):
+        load_digits_dataset("test", n_test=0)
+    with pytest.raises(ValueError, match="n_test must be below the 1797 digits"):
+        load_digits_dataset("train", n_test=1797)
+    imgs = np.zeros((4, 1, 2, 2), np.uint8)
+    with pytest.raises(ValueError, match="levels must be an integer >= 2"):
+        ImageDataset(imgs, None, levels=1)
+    with pytest.raises(ValueError, match=r"levels 0..16, found values 0..17"):
+        ImageDataset(imgs + np.arange(4)[:, None, None, None] * 17 // 3, None, levels=17)
+    with pytest.raises(ValueError, match="integer pixel levels"):
+        ImageDataset(imgs.astype(np.float32), None, levels=17)
+    with pytest.raises(ValueError, match=r"labels must have shape \[4\]"):
+        ImageDataset(imgs, np.zeros(3), levels=17)

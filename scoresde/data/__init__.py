@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scoresde.data.checks import check_positive, check_size
 from scoresde.data.images import (
     FASHION_MNIST_DEBIAN_ROOT,
     DataError,
@@ -46,8 +47,9 @@ def get_dataset(name: str, split: str = "train", **options: Any):
     """Build data set ``name`` (one of :data:`DATASETS`) for ``split`` ("train"|"test").
 
     Options (unused ones are ignored): ``root`` (image files), ``data_range`` ([-1, 1] or [0, 1]),
-    ``random_flip`` (train split only), ``n``/``n_test``/``seed`` (toy sizes), ``image_size`` and
-    ``channels`` (image folders).
+    ``random_flip`` (train split only), ``n``/``n_test``/``seed``/``scale`` (toy sets),
+    ``image_size``, ``channels`` and ``n_test`` (image folders). Sizes are checked for both splits
+    (a zero or negative ``n``, ``n_test`` or ``image_size`` is a ``ValueError`` naming it).
     """
     if name not in DATASETS:
         raise ValueError(f"data.name must be one of {list(DATASETS)}, got {name!r}")
@@ -57,10 +59,11 @@ def get_dataset(name: str, split: str = "train", **options: Any):
     data_range = tuple(o.get("data_range") or (-1.0, 1.0))
     flip = bool(o.get("random_flip", False)) and split == "train"
     if name in TOY2D:
-        n = int(o.get("n", 10000) if split == "train" else o.get("n_test", 2000))
-        return Toy2D(
-            name, n=n, seed=int(o.get("seed", 0)), split=split, scale=float(o.get("scale", 1.0))
-        )
+        n = check_size("data.n", o.get("n", 10000))
+        n_test = check_size("data.n_test", o.get("n_test", 2000))
+        seed = check_size("data.seed", o.get("seed", 0), minimum=0)
+        scale = check_positive("data.scale", o.get("scale", 1.0))
+        return Toy2D(name, n=n if split == "train" else n_test, seed=seed, split=split, scale=scale)
     if name == "digits":
         return load_digits_dataset(split, data_range=data_range, random_flip=flip)
     if name in ("mnist", "fashion_mnist"):
@@ -72,13 +75,16 @@ def get_dataset(name: str, split: str = "train", **options: Any):
         return load_cifar10_dataset(
             o.get("root") or "data/cifar10", split, data_range=data_range, random_flip=flip
         )
+    channels = o.get("channels", 3)
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise ValueError(f"data.channels must be 1 or 3, got {channels!r}")
     return load_image_folder_dataset(
         o.get("root") or "data/images",
         split,
-        image_size=int(o.get("image_size", 32)),
-        channels=int(o.get("channels", 3)),
+        image_size=check_size("data.image_size", o.get("image_size", 32)),
+        channels=channels,
         data_range=data_range,
-        n_test=int(o.get("n_test", 0)),
+        n_test=check_size("data.n_test", o.get("n_test", 0), minimum=0),
         random_flip=flip,
     )
 

@@ -2,12 +2,18 @@
 
 - ``digits``: scikit-learn's bundled 8x8 digits (values 0..16, 17 levels, 10 classes).
 - ``mnist`` / ``fashion_mnist``: IDX files (``train-images-idx3-ubyte[.gz]`` ...), gzip or raw.
-- ``cifar10``: the binary batches (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``),
-  each record 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32).
-- ``image_folder``: PNG/JPEG files under ``root`` (sub-folders are classes), resized to ``image_size``.
+- ``cifar10``: the binary batches (``data_batch_1.bin`` .. ``data_batch_5.bin``,
+  ``test_batch.bin``), each record 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32).
+- ``image_folder``: PNG/JPEG files under ``root`` (sub-folders are classes), resized to
+  ``image_size``.
 
 Every data set stores integer pixels ``[N, C, H, W]`` and returns ``(x, y)`` with
 ``x = v / (levels - 1)`` in [0, 1], mapped to [-1, 1] when ``data_range == (-1, 1)``.
+
+Files that disagree with their own headers or with each other are refused with a
+:class:`DataError` naming the file: an IDX file whose size differs from its header's shape, image
+and label files of different counts, labels outside 0..9, CIFAR-10 batches that are not whole
+records or hold different numbers of records, image folders mixing sizes or Pillow modes.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from scoresde.data.checks import check_size
 
 __all__ = [
     "FASHION_MNIST_DEBIAN_ROOT",
@@ -38,6 +46,9 @@ FASHION_MNIST_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# Pillow modes of 8-bit images (other modes, e.g. 16-bit "I;16" or float "F", would be clipped)
+_IMAGE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+_CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then the R, G, B planes of 32x32
 
 
 class DataError(ValueError):
@@ -80,7 +91,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     data = buf[4 + 4 * ndim :]
     if len(data) != expected:
         raise DataError(
-            f"corrupt IDX file {path}: header says shape {dims} ({expected} bytes), found {len(data)} bytes"
+            f"corrupt IDX file {path}: header says shape {dims} ({expected} bytes), "
+            f"found {len(data)} bytes"
         )
     return np.frombuffer(data, dtype=dtype).reshape(dims).copy()
 
@@ -106,10 +118,11 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     if not path.is_file():
         raise DataError(f"missing CIFAR-10 batch {path}")
     raw = np.fromfile(path, dtype=np.uint8)
-    rec = 1 + 3 * 32 * 32
+    rec = _CIFAR_RECORD
     if raw.size == 0 or raw.size % rec:
         raise DataError(
-            f"corrupt CIFAR-10 batch {path}: {raw.size} bytes is not a multiple of {rec}"
+            f"corrupt CIFAR-10 batch {path}: {raw.size} bytes is not a positive multiple of the "
+            f"{rec}-byte record (1 label byte + 3072 pixel bytes)"
         )
     raw = raw.reshape(-1, rec)
     labels = raw[:, 0].astype(np.int64)
@@ -150,7 +163,19 @@ class ImageDataset(torch.utils.data.Dataset):
         if labels is None:
             labels = torch.zeros(images.shape[0], dtype=torch.long)
         self.labels = torch.as_tensor(np.asarray(labels)).long()
-        self.levels = int(levels)
+        if self.labels.shape != (images.shape[0],):
+            raise ValueError(
+                f"labels must have shape [{images.shape[0]}] (one per image), "
+                f"got {tuple(self.labels.shape)}"
+            )
+        self.levels = check_size("levels", levels, minimum=2)
+        if images.is_floating_point() or images.dtype == torch.bool:
+            raise ValueError(f"images must hold integer pixel levels, got dtype {images.dtype}")
+        if images.numel() and (int(images.min()) < 0 or int(images.max()) >= self.levels):
+            raise ValueError(
+                f"images must hold levels 0..{self.levels - 1}, "
+                f"found values {int(images.min())}..{int(images.max())}"
+            )
         self.data_range = data_range
         self.random_flip = bool(random_flip)
         if num_classes is None:
@@ -200,11 +225,17 @@ def _check_split(split: str) -> None:
 def load_digits_dataset(
     split: str = "train", data_range: Sequence[float] = (-1, 1), n_test: int = 297, **kw
 ) -> ImageDataset:
-    """scikit-learn's 8x8 digits (1797 images, 17 grey levels); a fixed random ``n_test`` held out."""
+    """scikit-learn's 8x8 digits (1797 images, 17 grey levels), ``n_test`` held out at random."""
     _check_split(split)
     from sklearn.datasets import load_digits
 
     d = load_digits()
+    n_test = check_size("n_test", n_test, minimum=1 if split == "test" else 0)
+    if n_test >= len(d.images):
+        raise ValueError(
+            f"n_test must be below the {len(d.images)} digits (leaving training images), "
+            f"got {n_test}"
+        )
     images = d.images.astype(np.uint8)  # 0..16
     idx = _split_indices(len(images), split, n_test)
     return ImageDataset(
@@ -256,9 +287,20 @@ def load_idx_dataset(
             f"Put the four IDX files there or set data.root=/path/to/them.{hint}"
         )
     images, labels = read_idx(img), read_idx(lab)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    if images.ndim != 3 or images.dtype != np.uint8 or 0 in images.shape:
         raise DataError(
-            f"{name}: {img} shape {images.shape} does not match {lab} shape {labels.shape}"
+            f"{name}: {img} must hold uint8 images [N, H, W] with N, H, W >= 1, "
+            f"found {images.dtype.name} of shape {list(images.shape)}"
+        )
+    if labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(
+            f"{name}: {img} holds {len(images)} images but {lab} holds labels of shape "
+            f"{list(labels.shape)}; expected [{len(images)}]"
+        )
+    if labels.dtype != np.uint8 or int(labels.max()) > 9:
+        raise DataError(
+            f"{name}: {lab} must hold uint8 labels 0..9, "
+            f"found {labels.dtype.name} up to {int(labels.max())}"
         )
     return ImageDataset(
         images,
@@ -283,10 +325,18 @@ def load_cifar10_dataset(
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
         raise DataError(
-            f"cifar10: missing {', '.join(missing)} in data.root={root}. Extract the CIFAR-10 binary "
-            f"version (cifar-10-binary.tar.gz) there or set data.root=/path/to/cifar-10-batches-bin."
+            f"cifar10: missing {', '.join(missing)} in data.root={root}. Extract the CIFAR-10 "
+            f"binary version (cifar-10-binary.tar.gz) there or set "
+            f"data.root=/path/to/cifar-10-batches-bin."
         )
     parts = [read_cifar10_batch(root / n) for n in names]
+    sizes = {n: len(p[1]) for n, p in zip(names, parts)}
+    if len(set(sizes.values())) > 1:  # the release's batches hold 10000 records each
+        odd = min(sizes, key=lambda n: list(sizes.values()).count(sizes[n]))
+        raise DataError(
+            f"cifar10: {root / odd} holds {sizes[odd]} records, unlike the other batches "
+            f"({sizes}); a batch was truncated or replaced"
+        )
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return ImageDataset(
@@ -305,14 +355,18 @@ def load_image_folder_dataset(
 ) -> ImageDataset:
     """PNG/JPEG files under ``root`` (recursively; first-level sub-folders are classes).
 
-    Images are converted to ``channels`` (1: "L", 3: "RGB"), centre-cropped to a square and resized
-    to ``image_size``. A file Pillow cannot decode raises :class:`DataError` naming it.
+    All files must share one size and one 8-bit Pillow mode (a file that differs raises
+    :class:`DataError` naming it and the first file); they are converted to ``channels``
+    (1: "L", 3: "RGB"), centre-cropped to a square and resized to ``image_size``. A file Pillow
+    cannot decode raises :class:`DataError` naming it.
     """
     _check_split(split)
     from PIL import Image, UnidentifiedImageError
 
-    if channels not in (1, 3):
+    if channels not in (1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    image_size = check_size("image_size", image_size)
+    n_test = check_size("n_test", n_test, minimum=0)
     root = Path(os.path.expanduser(str(root)))
     if not root.is_dir():
         raise DataError(
@@ -327,20 +381,31 @@ def load_image_folder_dataset(
         {p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1}
     )
     cls_index = {c: i for i, c in enumerate(classes)}
+    if n_test >= len(files):
+        raise ValueError(
+            f"n_test must be below the {len(files)} images under data.root={root} "
+            f"(leaving training images), got {n_test}"
+        )
     if n_test:
-        files = [files[i] for i in _split_indices(len(files), split, int(n_test))]
+        files = [files[i] for i in _split_indices(len(files), split, n_test)]
     elif split == "test":
         raise DataError("image_folder: no test split; set data.n_test to hold out images")
     arrays, labels = [], []
+    first: tuple[Path, str, tuple[int, int]] | None = None
     for p in files:
         try:
             with Image.open(p) as im:
+                if first is None:
+                    first = (p, im.mode, im.size)
+                _check_like_first(p, im.mode, im.size, first)
                 im = im.convert("L" if channels == 1 else "RGB")
                 w, h = im.size
                 s = min(w, h)
                 im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
                 im = im.resize((image_size, image_size), Image.BICUBIC)
                 a = np.asarray(im, dtype=np.uint8)
+        except DataError:
+            raise
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise DataError(f"image_folder: corrupt image file {p}: {e}") from e
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
@@ -355,3 +420,20 @@ def load_image_folder_dataset(
         num_classes=max(len(classes), 1),
         **kw,
     )
+
+
+def _check_like_first(
+    p: Path, mode: str, size: tuple[int, int], first: tuple[Path, str, tuple[int, int]]
+) -> None:
+    """Refuse an image folder whose files differ in Pillow mode or size, naming the odd file."""
+    p0, mode0, size0 = first
+    if mode not in _IMAGE_MODES:
+        raise DataError(
+            f"image_folder: {p} has mode {mode!r}; 8-bit images are expected "
+            f"(modes {list(_IMAGE_MODES)})"
+        )
+    if (mode, size) != (mode0, size0):
+        raise DataError(
+            f"image_folder: {p} is {mode} {size[0]}x{size[1]} but {p0} is {mode0} "
+            f"{size0[0]}x{size0[1]}; all images under one data.root must share one size and mode"
+        )

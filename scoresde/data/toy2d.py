@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from scoresde.data.checks import check_positive, check_size
+
 __all__ = ["TOY2D", "Toy2D", "make_toy2d"]
 
 
@@ -48,7 +50,7 @@ def _swissroll(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
 
 
 def _rings(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Four concentric rings of radii 0.5, 1, 1.5, 2 (points uniform along the length), noise 0.04."""
+    """Four concentric rings of radii 0.5, 1, 1.5, 2 (uniform along their length), noise 0.04."""
     radii = torch.tensor([0.5, 1.0, 1.5, 2.0])
     probs = radii / radii.sum()
     y = torch.multinomial(probs, n, replacement=True, generator=g)
@@ -83,8 +85,7 @@ def make_toy2d(
     """Draw ``n`` points ``[n, 2]`` and labels ``[n]`` from the toy set ``name``."""
     if name not in TOY2D:
         raise ValueError(f"toy data name must be one of {sorted(TOY2D)}, got {name!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_size("n", n)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     x, y = TOY2D[name](n, g)
     return x.float(), y.long()
@@ -101,9 +102,10 @@ class Toy2D(torch.utils.data.Dataset):
     ):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        g = torch.Generator().manual_seed(int(seed) * 2 + (0 if split == "train" else 1) + 12345)
-        x, y = make_toy2d(name, int(n), g)
-        self.x = x * float(scale)
+        seed = check_size("seed", seed, minimum=0)
+        g = torch.Generator().manual_seed(seed * 2 + (0 if split == "train" else 1) + 12345)
+        x, y = make_toy2d(name, n, g)
+        self.x = x * check_positive("scale", scale)
         self.y = y
         self.info = {
             "name": name,
