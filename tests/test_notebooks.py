@@ -1,4 +1,6 @@
-"""The notebooks in notebooks/ run top to bottom (small settings) and are committed without outputs.
+"""The notebooks in notebooks/ run top to bottom (small settings), are committed without outputs,
+and each ``.ipynb`` equals its jupytext percent-format script (``notebooks/<name>.py``, the source
+that is edited, linted and reviewed).
 
 Each notebook is executed with nbclient in a temporary copy (outputs are never written back into
 notebooks/), with ``SCORESDE_NB_FAST=1`` in the kernel's environment, on a kernel that runs this
@@ -17,13 +19,44 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = [
-    "01_quickstart.ipynb",
-    "02_samplers.ipynb",
-    "03_digits.ipynb",
-    "04_controllable.ipynb",
-]
+NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
+SCRIPTS = sorted(p.name for p in NOTEBOOK_DIR.glob("*.py"))
+PAIRED_FORMATS = "ipynb,py:percent"
 CELL_TIMEOUT_S = 240  # per cell; the fast settings take a few seconds per notebook
+
+
+def test_every_notebook_has_a_script_and_every_script_a_notebook() -> None:
+    assert len(NOTEBOOKS) >= 4, NOTEBOOKS
+    assert [Path(n).stem for n in NOTEBOOKS] == [Path(s).stem for s in SCRIPTS], (
+        "each notebooks/<name>.ipynb needs its jupytext pair notebooks/<name>.py and vice versa "
+        "(jupytext --set-formats ipynb,py:percent notebooks/<name>.ipynb)"
+    )
+
+
+def _cells(cells) -> list[tuple[str, str]]:
+    out = []
+    for c in cells:
+        src = c["source"]
+        out.append((c["cell_type"], "".join(src) if isinstance(src, list) else src))
+    return out
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_matches_its_script(name: str) -> None:
+    """Cell types and sources (not outputs) of the .ipynb equal those read from its .py pair."""
+    jupytext = pytest.importorskip("jupytext")
+    nb = json.loads((NOTEBOOK_DIR / name).read_text(encoding="utf-8"))
+    script = NOTEBOOK_DIR / (Path(name).stem + ".py")
+    paired = jupytext.read(script)
+    assert nb["metadata"].get("jupytext", {}).get("formats") == PAIRED_FORMATS, name
+    assert paired.metadata.get("jupytext", {}).get("formats") == PAIRED_FORMATS, script.name
+    got, want = _cells(nb["cells"]), _cells(paired.cells)
+    for i, (a, b) in enumerate(zip(got, want)):
+        assert a == b, (
+            f"{name} cell {i} differs from {script.name}; edit the .py and run "
+            f"`jupytext --sync notebooks/{script.name}`:\n{a}\n!=\n{b}"
+        )
+    assert len(got) == len(want), f"{name} has {len(got)} cells, {script.name} {len(want)}"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -47,7 +80,7 @@ def test_notebook_first_cell_reads_fast_flag(name: str) -> None:
 
 
 def _kernel_manager(tmp_path: Path):
-    """A kernel manager whose kernel is this interpreter, from a kernelspec written into tmp_path."""
+    """A kernel manager running this interpreter, from a kernelspec written into tmp_path."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
@@ -91,9 +124,7 @@ def test_notebook_executes_in_fast_mode(name: str, tmp_path: Path, monkeypatch) 
     )
     try:
         client.execute()
-    except (
-        nbclient.exceptions.CellExecutionError
-    ) as err:  # show the failing cell, not nbclient's stack
+    except nbclient.exceptions.CellExecutionError as err:  # the failing cell, not nbclient's stack
         pytest.fail(f"{name} failed in fast mode:\n{err}", pytrace=False)
 
     executed = [c for c in nb.cells if c.cell_type == "code"]
