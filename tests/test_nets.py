@@ -8,12 +8,22 @@ import torch
 from scoresde.nets import (
     MLP,
     GaussianFourierEmbedding,
+    NCSNpp,
     SinusoidalEmbedding,
     UNet,
     build_net,
     ddpmpp_cifar10,
+    ddpmpp_deep_cifar10,
     ncsnpp_cifar10,
+    ncsnpp_deep_cifar10,
     unet_small,
+)
+from scoresde.nets.upfirdn import (
+    conv_downsample_2d,
+    downsample_2d,
+    upfirdn2d,
+    upsample_2d,
+    upsample_conv_2d,
 )
 from scoresde.score import ScoreModel
 from scoresde.sde import VESDE, VPSDE, SubVPSDE
@@ -174,10 +184,112 @@ def test_preset_parameter_counts():
     ddpmpp = ddpmpp_cifar10()
     assert _count(ddpmpp) == 61_804_419
     assert abs(_count(ddpmpp) / 62e6 - 1) < 0.1
-    assert _count(ncsnpp_cifar10()) == 61_869_955
+    # the release's NCSN++ cont. (FIR, residual input pyramid, frozen Fourier W counted):
+    # 62,758,915; the old UNet-based preset had 61,869,955 (no FIR / pyramid)
+    assert _count(ncsnpp_cifar10()) == 62_758_915
     small = unet_small(in_channels=1, image_size=28)
     assert _count(small) < 1_000_000
     assert small.attn_resolutions == (14,)
+
+
+def test_deep_preset_parameter_counts_equal_the_release():
+    """Built on the meta device (no memory, no init cost): the release's counts, measured there."""
+    with torch.device("meta"):
+        assert _count(ddpmpp_deep_cifar10()) == 106_632_579
+        assert _count(ncsnpp_deep_cifar10()) == 107_587_075
+
+
+# ---------------------------------------------------------------------------- upfirdn / NCSN++
+def test_upfirdn2d_is_upsample_pad_filter_downsample():
+    """Against a direct loop over the definition (zero insertion, zero pad, true convolution)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, 5, 4, generator=g, dtype=torch.float64)
+    k = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    up, down, (p0, p1) = 2, 3, (2, 1)
+    out = upfirdn2d(x, k, up=up, down=down, pad=(p0, p1))
+    z = torch.zeros(1, 2, 5 * up + p0 + p1, 4 * up + p0 + p1, dtype=torch.float64)
+    z[:, :, p0 : p0 + 5 * up : up, p0 : p0 + 4 * up : up] = x
+    full = torch.zeros(1, 2, z.shape[2] - 2, z.shape[3] - 1, dtype=torch.float64)
+    for i in range(full.shape[2]):
+        for j in range(full.shape[3]):
+            for a in range(3):
+                for b in range(2):
+                    full[:, :, i, j] += z[:, :, i + a, j + b] * k[2 - a, 1 - b]
+    torch.testing.assert_close(out, full[:, :, ::down, ::down])
+
+
+def test_fir_resampling_keeps_constants_and_fused_convs_match_composition():
+    k = (1, 3, 3, 1)
+    ones = torch.ones(1, 1, 8, 8, dtype=torch.float64)
+    assert torch.allclose(downsample_2d(ones, k)[..., 1:-1, 1:-1], torch.ones(1, 1, 2, 2).double())
+    assert torch.allclose(upsample_2d(ones, k)[..., 1:-1, 1:-1], torch.ones(1, 1, 14, 14).double())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 12, 12, generator=g, dtype=torch.float64)
+    w = torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64)
+    # fused = composition away from the border (the fused ops pad once)
+    up = upsample_conv_2d(x, w, k) - torch.nn.functional.conv2d(upsample_2d(x, k), w, padding=1)
+    down = conv_downsample_2d(x, w, k) - downsample_2d(
+        torch.nn.functional.conv2d(x, w, padding=1), k
+    )
+    assert up.shape == (2, 5, 24, 24) and down.shape == (2, 5, 6, 6)
+    assert up[..., 3:-3, 3:-3].abs().max() < 1e-12 and down[..., 2:-2, 2:-2].abs().max() < 1e-12
+
+
+NCSNPP_VARIANTS = [
+    {},
+    {"resblock_type": "ddpm", "fir": True},
+    {"resblock_type": "ddpm", "resamp_with_conv": False, "noise_conditional": False},
+    {"embedding_type": "fourier", "fir": True, "progressive_input": "residual", "label": "sigma_t"},
+    {"progressive": "output_skip", "progressive_input": "input_skip", "fir": True},
+    {"progressive": "output_skip", "progressive_input": "input_skip", "progressive_combine": "cat"},
+    {"progressive": "residual", "progressive_input": "residual", "fir": True},
+    {"progressive": "residual", "skip_rescale": False, "centered": False},
+    {"scale_by_sigma": True, "label": "identity"},
+    {"embedding_type": "fourier", "label": "log_sigma", "nonlinearity": "elu"},
+]
+
+
+@pytest.mark.parametrize("opts", NCSNPP_VARIANTS)
+def test_ncsnpp_variants_run_and_map_every_weight(opts):
+    net = _randomize(
+        NCSNpp(
+            in_channels=3,
+            image_size=8,
+            nf=8,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(4,),
+            dropout=0.0,
+            **opts,
+        )
+    ).eval()
+    c = torch.tensor([0.3, 0.9]) if opts.get("label") != "identity" else torch.tensor([10.0, 900.0])
+    x = torch.randn(2, 3, 8, 8)
+    out = net(x, c)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    torch.testing.assert_close(net(x[:1], c[:1]), out[:1], rtol=1e-5, atol=1e-5)
+    # every weight belongs to exactly one module of the release order
+    names = net.release_module_names()
+    owned = [f"{p}.{k}" for p in names for k in net.get_submodule(p).state_dict()]
+    assert sorted(owned + ["sigmas"]) == sorted(net.state_dict())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = net(x, c)
+    assert torch.isfinite(low).all()
+    assert (low.float() - out).abs().max() < 0.1 * out.abs().max() + 0.05
+
+
+def test_ncsnpp_gradients_float64_and_bad_options():
+    net = _randomize(NCSNpp(image_size=8, nf=8, ch_mult=(1, 2), num_res_blocks=1, fir=True))
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    net.double()(x, torch.rand(2, dtype=torch.float64)).square().sum().backward()
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    assert not [n for n, p in net.named_parameters() if n not in frozen and p.grad is None]
+    with pytest.raises(ValueError, match="progressive"):
+        NCSNpp(progressive="skip")
+    with pytest.raises(ValueError, match="image_size"):
+        NCSNpp(image_size=12)
+    with pytest.raises(ValueError, match="x must have shape"):
+        net(torch.randn(1, 3, 16, 16, dtype=torch.float64), torch.rand(1, dtype=torch.float64))
 
 
 def test_build_net_names():

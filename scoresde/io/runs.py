@@ -87,6 +87,8 @@ def build_net_from_config(
     for k, v in kwargs.items():
         if isinstance(v, list):
             kwargs[k] = tuple(v)
+    if kwargs.get("centered") == "auto":  # NCSN++ nets: data in [-1, 1] or [0, 1]
+        kwargs["centered"] = float((data_info.get("data_range") or (-1.0, 1.0))[0]) < 0
     return build_net(
         name, tuple(data_info["shape"]), num_classes=_num_classes(c, data_info), **kwargs
     )
