@@ -177,7 +177,8 @@ def test_kernel_refused_write_file_size_limit(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))
         try:
-            save_checkpoint(path, {{"model": {{"w": torch.ones(100000)}}, "step": 2, "config": {{}}}})
+            big = {{"model": {{"w": torch.ones(100000)}}, "step": 2, "config": {{}}}}
+            save_checkpoint(path, big)
         except WriteError as e:
             print("ERR", e.errno, e)
         print("STEP", load_checkpoint(path)["step"])

@@ -1,4 +1,4 @@
-"""Data readers on small files written here in the real formats, and the data sets' ranges/levels."""
+"""Data readers on small files written here in the real formats; ranges and levels."""
 
 import gzip
 import os
