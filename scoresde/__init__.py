@@ -8,7 +8,14 @@ from scoresde.controllable.guidance import classifier_free_score_fn, classifier_
 from scoresde.controllable.tasks import colorize, inpaint, make_mask, sdedit
 from scoresde.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scoresde.io.runs import Run, load_run
-from scoresde.likelihood import BitsPerDimResult, LikelihoodResult, bits_per_dim, log_likelihood
+from scoresde.likelihood import (
+    BitsPerDimResult,
+    ElboResult,
+    LikelihoodResult,
+    bits_per_dim,
+    elbo,
+    log_likelihood,
+)
 from scoresde.losses import ddpm_loss, dsm_loss, ncsn_loss
 from scoresde.metrics import (
     energy_distance,
@@ -37,6 +44,7 @@ __all__ = [
     "VPSDE",
     "BitsPerDimResult",
     "CheckpointError",
+    "ElboResult",
     "GaussianMixture",
     "LikelihoodResult",
     "ReverseSDE",
@@ -54,6 +62,7 @@ __all__ = [
     "ddpm_loss",
     "ddpmpp_cifar10",
     "dsm_loss",
+    "elbo",
     "encode",
     "energy_distance",
     "feature_statistics",

@@ -126,7 +126,7 @@ def test_gradients_reach_the_score_model_parameters(adjoint):
     model = _ScaledScore(gm, sde)
     x = gm.sample(4, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     kw = {"trace": "exact", "rtol": 1e-7, "atol": 1e-7, "eps": 1e-3}
-    res = log_likelihood(sde, model, x, adjoint=adjoint, **kw)
+    res = log_likelihood(sde, model, x, adjoint=adjoint, grad=True, **kw)
     res.logp.sum().backward()
     grad_a = model.a.grad.item()
     assert model.lin.weight.grad is not None and model.lin.weight.grad.abs().sum() > 0

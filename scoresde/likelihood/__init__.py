@@ -1,8 +1,9 @@
-"""Exact likelihoods through the probability-flow ODE, and bits/dim of discrete data.
+"""Exact likelihoods through the probability-flow ODE, variational bounds, and bits/dim.
 
 ``python -m scoresde.likelihood`` evaluates a trained run (see ``__main__.py``).
 """
 
+from scoresde.likelihood.bounds import BOUNDS, ElboResult, ddpm_bound, elbo
 from scoresde.likelihood.bpd import (
     BitsPerDimResult,
     bits_per_dim,
@@ -20,14 +21,18 @@ from scoresde.likelihood.ode_likelihood import (
 from scoresde.likelihood.trace import TRACE_ESTIMATORS
 
 __all__ = [
+    "BOUNDS",
     "ODE_METHODS",
     "TRACE_ESTIMATORS",
     "BitsPerDimResult",
+    "ElboResult",
     "LikelihoodResult",
     "ProbabilityFlowDynamics",
     "bits_per_dim",
     "bpd_offset",
+    "ddpm_bound",
     "dequantize",
+    "elbo",
     "log_likelihood",
     "nats_to_bpd",
     "to_levels",

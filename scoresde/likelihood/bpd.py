@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scoresde.likelihood.bounds import BOUNDS, ddpm_bound, elbo
 from scoresde.likelihood.ode_likelihood import log_likelihood
 from scoresde.sde import SDE
 
@@ -55,7 +56,11 @@ class BitsPerDimResult:
         per_sample: [B] bits/dim of each sample, averaged over draws.
         per_draw: [R, B] bits/dim of every (draw, sample).
         nfe: score evaluations of the ODE solve.
-        offset: log2(levels) - log2(hi - lo) added to -log p / (D ln 2).
+        offset: log2(levels) - log2(hi - lo) added to -log p / (D ln 2) (0 for ``bound="ddpm"``,
+            whose decoder is already discrete).
+        point_stderr: [B] Monte-Carlo standard error of each ``per_sample`` value (the bound's,
+            or the trace estimator's when it reports one), else None.
+        bound: None for the ODE likelihood, else the bound's name.
     """
 
     bpd: Tensor
@@ -64,6 +69,8 @@ class BitsPerDimResult:
     per_draw: Tensor
     nfe: int
     offset: float
+    point_stderr: Tensor | None = None
+    bound: str | None = None
 
 
 def _check_range(data_range: Sequence[float]) -> tuple[float, float]:
@@ -159,6 +166,8 @@ def bits_per_dim(
     repeats: int = 1,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
+    bound: str | None = None,
+    bound_samples: int = 64,
     **likelihood_kwargs: Any,
 ) -> BitsPerDimResult:
     """Bits/dim of discrete data ``x`` [B, *dims] (see the module docstring for the formula).
@@ -171,7 +180,13 @@ def bits_per_dim(
         repeats: R dequantization draws per sample, stacked into one ODE solve (batch R * B).
         generator: draws the dequantization noise and the Hutchinson probes.
         dtype: float dtype of the dequantized data (default: ``x``'s if float, else float32).
-        **likelihood_kwargs: passed to :func:`log_likelihood` (trace, method, rtol, atol, eps, probes).
+        bound: None (the probability-flow ODE likelihood), ``"continuous"`` (the variational bound
+            of :func:`scoresde.likelihood.bounds.elbo` on the same dequantized draws: an upper
+            bound on bits/dim) or ``"ddpm"`` (DDPM's L_vlb with its discretized decoder on the
+            grid values themselves, no dequantization; VP SDE only).
+        bound_samples: Monte-Carlo draws per point of the bound.
+        **likelihood_kwargs: passed to :func:`log_likelihood` (trace, method, rtol, atol, eps,
+            probes, grad, independent); with a bound, ``eps`` and ``chain`` / ``variance`` (ddpm).
 
     Returns:
         BitsPerDimResult (``bpd`` mean, ``stderr``, ``per_sample`` [B], ``per_draw`` [R, B]).
@@ -183,13 +198,49 @@ def bits_per_dim(
             f"x must be a Tensor of shape [B, *dims] with B >= 1, got "
             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
         )
+    if bound is not None and bound not in BOUNDS:
+        raise ValueError(f"bound must be None or one of {BOUNDS}, got {bound!r}")
     if dtype is None:
         dtype = x.dtype if x.is_floating_point() else torch.float32
     k = to_levels(x, levels, data_range)
     B, D = x.shape[0], x[0].numel()
+    if bound == "ddpm":
+        lo, hi = _check_range(data_range)
+        grid = lo + (hi - lo) * k.to(dtype) / (levels - 1)
+        r = ddpm_bound(
+            sde,
+            score_fn,
+            grid,
+            levels,
+            data_range,
+            bound_samples,
+            generator=generator,
+            **likelihood_kwargs,
+        )
+        per_sample = -r.elbo / (D * math.log(2.0))
+        return BitsPerDimResult(
+            bpd=per_sample.mean(),
+            stderr=per_sample.std() / math.sqrt(B) if B > 1 else None,
+            per_sample=per_sample,
+            per_draw=per_sample[None],
+            nfe=bound_samples,
+            offset=0.0,
+            point_stderr=r.stderr / (D * math.log(2.0)),
+            bound=bound,
+        )
     draws = torch.cat([dequantize(k, levels, data_range, generator, dtype) for _ in range(repeats)])
-    res = log_likelihood(sde, score_fn, draws, generator=generator, **likelihood_kwargs)
-    per_draw = nats_to_bpd(res.logp, D, levels, data_range).reshape(repeats, B)
+    point_var = None
+    if bound == "continuous":
+        r = elbo(sde, score_fn, draws, bound_samples, generator=generator, **likelihood_kwargs)
+        logp, nfe = r.elbo, bound_samples
+        point_var = (r.stderr / (D * math.log(2.0))).reshape(repeats, B).pow(2).mean(0) / repeats
+    else:
+        res = log_likelihood(sde, score_fn, draws, generator=generator, **likelihood_kwargs)
+        logp, nfe = res.logp, res.nfe
+        if res.stderr is not None:
+            point_var = (res.stderr / (D * math.log(2.0))).reshape(repeats, B).pow(2).mean(0)
+            point_var = point_var / repeats
+    per_draw = nats_to_bpd(logp, D, levels, data_range).reshape(repeats, B)
     per_sample = per_draw.mean(dim=0)
     stderr = None
     if B > 1:
@@ -201,6 +252,8 @@ def bits_per_dim(
         stderr=stderr,
         per_sample=per_sample,
         per_draw=per_draw,
-        nfe=res.nfe,
+        nfe=nfe,
         offset=bpd_offset(levels, data_range),
+        point_stderr=None if point_var is None else point_var.sqrt(),
+        bound=bound,
     )

@@ -6,8 +6,19 @@ the vector-Jacobian product ``eps^T J`` costs one backward pass and gives
     div v(x) = tr J = sum_i e_i^T J e_i                         ("exact", D basis vectors)
     div v(x) ~ (1/K) sum_k eps_k^T J eps_k,  E[eps eps^T] = I  (Hutchinson 1989; Grathwohl et al. 2019)
 
-with Rademacher (+-1) or standard Gaussian probes. The Hutchinson probes are drawn once per ODE solve
-and held fixed (an adaptive solver needs a deterministic vector field).
+with Rademacher (+-1) or standard Gaussian probes.
+
+- ``"rademacher"`` / ``"gaussian"``: the probes are drawn once per ODE solve and held fixed, so the
+  augmented vector field is deterministic and the divergence column takes part in the solver's
+  error control (FFJORD's choice). One probe's error is then the same draw at every time.
+- ``"resampled"``: K fresh Rademacher probes at *every* function evaluation. The divergence never
+  feeds back into ``x``, so it is excluded from the error norm and the solver integrates it as a
+  pure quadrature ``sum_i c_i q_i`` (c_i = step size x Runge-Kutta weight of evaluation i) with
+  independent errors across evaluations: at the same cost the variance falls by the number of
+  effectively independent evaluations. Its standard error is estimated without knowing c_i: each
+  evaluation also emits ``r_im sqrt(s_i^2 / K)`` for M random signs ``r_im`` (s_i^2 the sample
+  variance over the K probes); the solver integrates them to ``V_m = sum_i c_i r_im sqrt(...)``
+  and E[mean_m V_m^2] = sum_i c_i^2 Var(q_i), the variance of the estimate.
 
 Shapes: ``x`` [B, *dims]; probes [K, B, *dims]; estimates [K, B] (one column per probe).
 """
@@ -17,9 +28,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["TRACE_ESTIMATORS", "draw_probes", "exact_divergence", "vjp_quadratic_forms"]
+__all__ = [
+    "FIXED_PROBE_TRACES",
+    "TRACE_ESTIMATORS",
+    "VARIANCE_SIGNS",
+    "draw_probes",
+    "exact_divergence",
+    "resampled_divergence",
+    "resampled_stderr",
+    "vjp_quadratic_forms",
+]
 
-TRACE_ESTIMATORS: tuple[str, ...] = ("exact", "rademacher", "gaussian")
+FIXED_PROBE_TRACES: tuple[str, ...] = ("rademacher", "gaussian")
+TRACE_ESTIMATORS: tuple[str, ...] = ("exact", *FIXED_PROBE_TRACES, "resampled")
+VARIANCE_SIGNS = 32  # M sign columns of the "resampled" standard error (M-dof variance estimate)
 
 # Exact traces build [chunk, B, *dims] basis tensors; keep each under this many elements.
 _EXACT_CHUNK_ELEMENTS = 1 << 24
@@ -30,7 +52,7 @@ def draw_probes(
 ) -> Tensor:
     """Hutchinson probes [probes, B, *dims] like ``x``: Rademacher (+-1) or N(0, I)."""
     shape = (probes, *x.shape)
-    if kind == "rademacher":
+    if kind in ("rademacher", "resampled"):
         bits = torch.randint(0, 2, shape, generator=generator, device=x.device)
         return bits.to(x.dtype) * 2 - 1
     if kind == "gaussian":
@@ -77,3 +99,24 @@ def exact_divergence(out: Tensor, x: Tensor, create_graph: bool) -> Tensor:
             out, x, basis, create_graph=create_graph, retain_graph=not last
         ).sum(0)
     return total
+
+
+def resampled_divergence(
+    out: Tensor, x: Tensor, probes: int, generator: torch.Generator | None, create_graph: bool
+) -> Tensor:
+    """Columns [B, 1 + M]: the mean of K fresh Rademacher estimates, then M = VARIANCE_SIGNS
+    sign-randomized square roots of its variance estimate (zero for K = 1; module docstring)."""
+    v = draw_probes("resampled", probes, x, generator)
+    q = vjp_quadratic_forms(out, x, v, create_graph=create_graph)  # [K, B]
+    mean = q.mean(0)
+    if probes > 1:
+        sd = (q.var(0) / probes).sqrt()
+    else:
+        sd = torch.zeros_like(mean)
+    signs = torch.randint(0, 2, (x.shape[0], VARIANCE_SIGNS), generator=generator, device=x.device)
+    return torch.cat([mean[:, None], (signs.to(x.dtype) * 2 - 1) * sd[:, None]], dim=1)
+
+
+def resampled_stderr(columns: Tensor) -> Tensor:
+    """Standard error [B] from the M integrated sign columns [B, M]: sqrt(mean_m V_m^2)."""
+    return columns.pow(2).mean(1).sqrt()
