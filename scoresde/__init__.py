@@ -28,7 +28,15 @@ from scoresde.metrics import (
 )
 from scoresde.nets import MLP, UNet, build_net, ddpmpp_cifar10, ncsnpp_cifar10, unet_small
 from scoresde.oracle import GaussianMixture
-from scoresde.sampling import METHODS, SampleResult, ScoreError, encode, sample
+from scoresde.sampling import (
+    METHODS,
+    SampleResult,
+    ScoreError,
+    encode,
+    method_options,
+    register_sampler,
+    sample,
+)
 from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
 from scoresde.training.ema import EMA
@@ -73,10 +81,12 @@ __all__ = [
     "load_run",
     "log_likelihood",
     "make_mask",
+    "method_options",
     "mmd2",
     "ncsn_loss",
     "ncsnpp_cifar10",
     "precision_recall",
+    "register_sampler",
     "sample",
     "save_checkpoint",
     "sdedit",

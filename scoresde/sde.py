@@ -131,6 +131,18 @@ class SDE(abc.ABC):
         dt = self.T / self.N
         return self.drift(x, t) * dt, self.diffusion(t) * math.sqrt(dt)
 
+    def tweedie(self, x: Tensor, t: TimeLike, score: Tensor) -> Tensor:
+        """Tweedie's denoiser E[x_0 | x_t] = (x_t + std(t)^2 s(x_t, t)) / m(t) (Efron 2011).
+
+        ``t`` is 0-d or [B]; m and std are computed in float64, then cast to x's dtype. The one
+        copy: samplers, the Tweedie-only SDEdit path and the final denoising step all use it.
+        """
+        t64 = _as_time(t).to(dtype=torch.float64)
+        m, std = self.marginal_coeffs(t64)
+        m = batch_view(m.to(dtype=x.dtype, device=x.device), x)
+        var = batch_view((std**2).to(dtype=x.dtype, device=x.device), x)
+        return (x + var * score) / m
+
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (Anderson 1982) or probability-flow ODE driven by ``score_fn``."""
         return ReverseSDE(self, score_fn, probability_flow)

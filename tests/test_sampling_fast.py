@@ -120,7 +120,7 @@ def test_low_order_is_worse(floor):
         (floor["n"], 2),
         method="unipc",
         order=1,
-        corrector=False,
+        unic=False,
         steps=6,
         generator=torch.Generator().manual_seed(5),
     )

@@ -414,8 +414,7 @@ def sdedit(
 def _tweedie_only(sde, score_fn, x, t, denoise):
     nfe = 0
     if denoise:
-        m, std = sde.marginal_coeffs(t)
         with torch.no_grad():
-            x = (x + batch_view(std**2, x) * score_fn(x, t)) / batch_view(m, x)
+            x = sde.tweedie(x, t, score_fn(x, t))
         nfe = 1
     return SampleResult(x=x, nfe=nfe, trajectory=None, times=None)

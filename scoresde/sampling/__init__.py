@@ -1,11 +1,12 @@
-"""Samplers for score-based models: ``sample(sde, score_fn, shape, method=...)`` and friends."""
+"""Samplers for score-based models: ``sample(sde, score_fn, shape, method=...)`` over one registry
+of methods (``scoresde.sampling.methods``, one module per paper) and one grid loop."""
 
 from scoresde.sampling.api import (
     CORRECTOR_NAMES,
     METHOD_DEFAULTS,
-    METHODS,
     PREDICTOR_NAMES,
     encode,
+    method_defaults,
     sample,
     sample_adaptive,
     sample_ancestral,
@@ -23,12 +24,22 @@ from scoresde.sampling.api import (
 from scoresde.sampling.context import SamplerContext, ScoreError
 from scoresde.sampling.correctors import AnnealedLangevinCorrector, LangevinCorrector, NoneCorrector
 from scoresde.sampling.grids import GRIDS, eps_for_sigma, time_grid
+from scoresde.sampling.loop import GridMethod, ScaledGridMethod, grid_for, run_grid
 from scoresde.sampling.noise import KeyedNoise, draw_seeds
 from scoresde.sampling.predictors import (
     AncestralPredictor,
     EulerMaruyamaPredictor,
     NonePredictor,
     ReverseDiffusionPredictor,
+)
+from scoresde.sampling.registry import (
+    METHODS,
+    GridOptions,
+    SamplerOptions,
+    SamplerSpec,
+    get_sampler,
+    method_options,
+    register_sampler,
 )
 from scoresde.sampling.result import SampleResult
 
@@ -41,6 +52,8 @@ __all__ = [
     "AncestralPredictor",
     "AnnealedLangevinCorrector",
     "EulerMaruyamaPredictor",
+    "GridMethod",
+    "GridOptions",
     "KeyedNoise",
     "LangevinCorrector",
     "NoneCorrector",
@@ -48,10 +61,19 @@ __all__ = [
     "ReverseDiffusionPredictor",
     "SampleResult",
     "SamplerContext",
+    "SamplerOptions",
+    "SamplerSpec",
+    "ScaledGridMethod",
     "ScoreError",
     "draw_seeds",
     "encode",
     "eps_for_sigma",
+    "get_sampler",
+    "grid_for",
+    "method_defaults",
+    "method_options",
+    "register_sampler",
+    "run_grid",
     "sample",
     "sample_adaptive",
     "sample_ancestral",

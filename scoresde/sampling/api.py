@@ -14,27 +14,29 @@ guidance) must enable them itself with ``torch.enable_grad()``.
 
 from __future__ import annotations
 
-import math
-import numbers
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from scoresde.sampling.adaptive import run_adaptive
+import scoresde.sampling.methods  # noqa: F401  (registers the built-in methods)
+from scoresde.sampling.checks import check_positive
 from scoresde.sampling.context import ProjectFn, SamplerContext
-from scoresde.sampling.correctors import CORRECTORS, LANGEVIN_NORMS
-from scoresde.sampling.ddim import run_ddim
-from scoresde.sampling.fast import UNIPC_VARIANTS, run_dpm_solver, run_heun, run_unipc
-from scoresde.sampling.grids import GRIDS, eps_for_sigma
+from scoresde.sampling.correctors import CORRECTORS
 from scoresde.sampling.grids import time_grid as make_grid
+from scoresde.sampling.methods.ode import ODEOptions, ode_solve
 from scoresde.sampling.noise import KeyedNoise, make_noise
-from scoresde.sampling.ode import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS, run_ode
-from scoresde.sampling.pc import run_pc
 from scoresde.sampling.predictors import PREDICTORS
+from scoresde.sampling.registry import (
+    METHODS,
+    LiveNames,
+    get_sampler,
+    method_options,
+    option_names,
+)
 from scoresde.sampling.result import SampleResult
-from scoresde.sampling.sdeint import SDE_SOLVERS, run_sdeint
 from scoresde.sde import SDE, ScoreFn
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "PREDICTOR_NAMES",
     "SampleResult",
     "encode",
+    "method_defaults",
     "sample",
     "sample_adaptive",
     "sample_ancestral",
@@ -61,155 +64,44 @@ __all__ = [
 
 _PRIOR_COUNTER = 2**31 - 1  # keyed-noise counter reserved for the prior draw
 
-PREDICTOR_NAMES = tuple(PREDICTORS)
-CORRECTOR_NAMES = tuple(CORRECTORS)
-
-# method -> default options (the keys are the options it accepts; "steps" is the default step count,
-# None meaning sde.N)
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "euler_maruyama": {"steps": None, "time_grid": "uniform"},
-    "reverse_diffusion": {"steps": None, "time_grid": "uniform"},
-    "ancestral": {"steps": None, "time_grid": "uniform"},
-    "annealed_langevin": {
-        "steps": None,
-        "time_grid": "uniform",
-        "snr": 0.16,
-        "corrector_steps": 1,
-        "step_size": None,
-    },
-    "pc": {
-        "steps": None,
-        "time_grid": "uniform",
-        "predictor": "reverse_diffusion",
-        "corrector": "langevin",
-        "snr": 0.16,
-        "corrector_steps": 1,
-        "langevin_norm": "per_sample",
-        "step_size": None,
-    },
-    "ode": {
-        "steps": "adaptive",
-        "solver": None,
-        "rtol": 1e-5,
-        "atol": 1e-5,
-        "time_grid": "uniform",
-    },
-    "sde": {"steps": None, "solver": "euler", "adaptive": False, "rtol": 1e-3, "atol": 1e-3},
-    "ddim": {"steps": 50, "eta": 0.0, "time_grid": "logsnr"},
-    "heun": {"steps": 18, "time_grid": "karras", "rho": 7.0},
-    "dpm_solver": {"steps": 14, "order": 3, "time_grid": "logsnr", "lower_order_final": True},
-    "unipc": {
-        "steps": 14,
-        "order": 3,
-        "variant": "bh2",
-        "time_grid": "bump",
-        "rho": 7.0,
-        "lambda_center": 0.25,
-        "lambda_width": 1.25,
-        "lower_order_final": True,
-        "corrector": True,
-        "final_corrector": True,
-        "end_sigma": 0.02,
-    },
-    "adaptive": {
-        "steps": "adaptive",
-        "rtol": 0.05,
-        "atol": 0.01,
-        "max_iters": 100_000,
-        "error_norm": "batch",
-    },
-}
-METHODS = tuple(METHOD_DEFAULTS)
+PREDICTOR_NAMES = LiveNames(PREDICTORS)
+CORRECTOR_NAMES = LiveNames(CORRECTORS)
 
 
-# ---------------------------------------------------------------------------- validation
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
+def method_defaults(method: str) -> dict[str, Any]:
+    """The default options of ``method`` as a dict (``steps`` None = sde.N / adaptive)."""
+    return dataclasses.asdict(get_sampler(method).options())
 
 
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not (value >= 0 if allow_zero else value > 0) or math.isnan(value):
-        raise ValueError(
-            f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}"
-        )
-    return float(value)
+class _Defaults(dict):
+    """METHOD_DEFAULTS: method -> default options, read from the live registry."""
+
+    def __getitem__(self, method):
+        return method_defaults(method)
+
+    def __iter__(self):
+        return iter(METHODS)
+
+    def __len__(self):
+        return len(METHODS)
+
+    def __contains__(self, method):
+        return method in METHODS
+
+    def keys(self):
+        return list(METHODS)
+
+    def items(self):
+        return [(m, method_defaults(m)) for m in METHODS]
+
+    def values(self):
+        return [method_defaults(m) for m in METHODS]
+
+    def get(self, method, default=None):
+        return method_defaults(method) if method in METHODS else default
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _options(method: str, steps: int | None, options: dict[str, Any]) -> dict[str, Any]:
-    defaults = METHOD_DEFAULTS[method]
-    unknown = [k for k in options if k not in defaults or k == "steps"]
-    if unknown:
-        valid = sorted(k for k in defaults if k != "steps")
-        raise ValueError(
-            f"unknown option(s) {unknown} for method {method!r}; valid options: {valid}"
-        )
-    opts = {**defaults, **options}
-    opts["steps"] = defaults["steps"] if steps is None else _int("steps", steps, 1)
-    if "time_grid" in opts:
-        _choice("time_grid", opts["time_grid"], GRIDS)
-    if "predictor" in opts:
-        _choice("predictor", opts["predictor"], PREDICTOR_NAMES)
-    if "corrector" in opts and method == "unipc":
-        for key in ("corrector", "final_corrector", "lower_order_final"):
-            if not isinstance(opts[key], bool):
-                raise TypeError(f"{key} must be a bool, got {opts[key]!r}")
-        _choice("variant", opts["variant"], UNIPC_VARIANTS)
-        if opts["end_sigma"] is not None:
-            _positive("end_sigma", opts["end_sigma"])
-    elif "corrector" in opts:
-        _choice("corrector", opts["corrector"], CORRECTOR_NAMES)
-    if "langevin_norm" in opts:
-        _choice("langevin_norm", opts["langevin_norm"], LANGEVIN_NORMS)
-    for key in ("snr", "rtol", "atol", "rho"):
-        if key in opts:
-            _positive(key, opts[key])
-    if opts.get("step_size") is not None:
-        _positive("step_size", opts["step_size"])
-    if "corrector_steps" in opts:
-        _int("corrector_steps", opts["corrector_steps"], 0)
-    if "eta" in opts:
-        _positive("eta", opts["eta"], allow_zero=True)
-    orders = [1, 2, 3, 4] if method == "unipc" else [1, 2, 3]
-    if "order" in opts and (opts["order"] not in orders or isinstance(opts["order"], bool)):
-        raise ValueError(f"order must be one of {orders}, got {opts['order']!r}")
-    if "lambda_width" in opts:
-        _positive("lambda_width", opts["lambda_width"])
-    if "lambda_center" in opts and (
-        not isinstance(opts["lambda_center"], numbers.Real)
-        or isinstance(opts["lambda_center"], bool)
-        or not math.isfinite(opts["lambda_center"])
-    ):
-        raise ValueError(f"lambda_center must be a finite number, got {opts['lambda_center']!r}")
-    if "error_norm" in opts:
-        _choice("error_norm", opts["error_norm"], ("batch", "per_sample"))
-    if "max_iters" in opts:
-        _int("max_iters", opts["max_iters"], 1)
-    if method == "sde":
-        _choice("solver", opts["solver"], SDE_SOLVERS)
-        if not isinstance(opts["adaptive"], bool):
-            raise ValueError(f"adaptive must be a bool, got {opts['adaptive']!r}")
-    if method == "ode":
-        fixed = opts["steps"] != "adaptive"
-        if opts["solver"] is None:
-            opts["solver"] = "rk4" if fixed else "dopri5"
-        _choice("solver", opts["solver"], ODE_SOLVERS)
-        if fixed and opts["solver"] in ADAPTIVE_SOLVERS:
-            raise ValueError(
-                f"steps fixes the grid: solver must be one of {list(FIXED_SOLVERS)}, got {opts['solver']!r}"
-                " (leave steps=None for adaptive solvers)"
-            )
-        if not fixed and opts["solver"] in FIXED_SOLVERS:
-            raise ValueError(f"solver {opts['solver']!r} is fixed-step: pass steps")
-    return opts
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = _Defaults()
 
 
 def _setup(sde, shape, x_init, t_start, eps, dtype, device, generator):
@@ -236,12 +128,12 @@ def _setup(sde, shape, x_init, t_start, eps, dtype, device, generator):
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     T = float(sde.T)
-    t_start = T if t_start is None else _positive("t_start", t_start)
+    t_start = T if t_start is None else check_positive("t_start", t_start)
     if t_start > T:
         raise ValueError(f"t_start must lie in (0, T = {T}], got {t_start}")
     if x_init is None and t_start != T:
         raise ValueError("t_start < T needs x_init (the state at t_start)")
-    eps = _positive("eps", eps)
+    eps = check_positive("eps", eps)
     if not eps < t_start:
         raise ValueError(f"eps must be < t_start = {t_start}, got {eps}")
     return shape, dtype, torch.device(device), t_start, eps
@@ -274,8 +166,9 @@ def sample(
         sde: the forward SDE (VPSDE, SubVPSDE, VESDE).
         score_fn: ``score_fn(x [B, *dims], t [B]) -> [B, *dims]``.
         shape: (B, *dims); may be omitted when ``x_init`` is given.
-        method: one of :data:`METHODS`.
-        steps: number of steps (grid intervals); defaults per method (:data:`METHOD_DEFAULTS`).
+        method: one of :data:`METHODS` (the live registry; see :func:`register_sampler`).
+        steps: number of steps (grid intervals); None = the method's default (its options
+            dataclass: ``sde.N`` for the SDE discretizations, adaptive for ode / adaptive).
         generator / seeds: reproducible, chunk-independent noise (see the module docstring).
         eps: end time of the reverse integration.
         denoise: finish with Tweedie's step x <- (x + std(eps)^2 s(x, eps)) / m(eps) (1 NFE).
@@ -283,18 +176,16 @@ def sample(
         x_init, t_start: start from this state at t_start (SDEdit) instead of a prior sample at T.
         project: ``project(x, t) -> x`` applied after every predictor / corrector update (and after
             the final denoising, with t = 0).
-        options: method options -- ``predictor``, ``corrector``, ``snr``, ``corrector_steps``,
-            ``langevin_norm``, ``step_size``, ``solver``, ``rtol``, ``atol``, ``adaptive``, ``eta``,
-            ``order``, ``time_grid``, ``rho``, ``lower_order_final``, ``max_iters``, ``error_norm``;
-            ``unipc`` also takes ``variant`` ("bh1"|"bh2"), ``corrector`` (bool: UniC on/off),
-            ``final_corrector`` (UniC on the last step, reusing the denoising evaluation),
-            ``lambda_center`` / ``lambda_width`` (the ``bump`` grid) and ``end_sigma``: when not
-            None the grid ends where sigma = std / m = end_sigma (this overrides ``eps``).
+        options: the method's options (the fields of its options dataclass, e.g.
+            ``PCOptions``); an unknown or inapplicable key is a ValueError listing them.
     """
-    _choice("method", method, METHODS)
-    opts = _options(method, steps, options)
-    if opts.get("end_sigma") is not None:  # end where sigma = std / m = end_sigma (overrides eps)
-        eps = eps_for_sigma(sde, opts["end_sigma"])
+    spec = get_sampler(method)
+    opts = method_options(method, steps=steps, **options)
+    if project is not None and not spec.supports_project:
+        raise ValueError(f"method {method!r} does not support project (use a grid method)")
+    if x_init is not None and not spec.supports_x_init:
+        raise ValueError(f"method {method!r} does not support x_init")
+    eps = opts.end_time(sde, eps)
     shape, dtype, device, t_start, eps = _setup(
         sde, shape, x_init, t_start, eps, dtype, device, generator
     )
@@ -302,7 +193,14 @@ def sample(
         raise TypeError("project must be callable project(x, t) -> x")
     noise = make_noise(shape, generator, seeds, dtype, device)
     ctx = SamplerContext(
-        sde, score_fn, noise, project=project, record=return_trajectory, progress=progress
+        sde,
+        score_fn,
+        noise,
+        project=project,
+        record=return_trajectory,
+        progress=progress,
+        denoise=denoise,
+        generator=generator,
     )
     with torch.no_grad():
         if x_init is not None:
@@ -312,158 +210,15 @@ def sample(
             x = noise.normal(counter=prior_counter) * sde.prior_std()
         else:
             x = sde.prior_sample(shape, None, dtype=dtype, device=device)
-        steps_ = sde.N if opts["steps"] is None else opts["steps"]
-        if method == "unipc":  # UniC on the last step reuses the final denoising evaluation
-            opts = {**opts, "final_corrector": bool(opts["final_corrector"] and denoise)}
-        x, times = _RUNNERS[method](ctx, x, t_start, eps, steps_, opts, generator)
-        if denoise and not opts.get("final_corrector", False):
-            eps_t = torch.tensor(eps, dtype=torch.float64)
-            m, std = (float(v) for v in sde.marginal_coeffs(eps_t))
-            x = ctx.denoised(x, torch.full((shape[0],), eps, dtype=dtype, device=device), m, std)
-            x = ctx.project(x, torch.zeros(shape[0], dtype=dtype, device=device))
-            ctx.record(
-                x,
-                torch.zeros((), dtype=torch.float64)
-                if times is None or times.dim() == 1
-                else torch.zeros(shape[0], dtype=torch.float64),
-            )
+        x = spec.run(ctx, x, opts, t_start, eps)
+        if denoise and not ctx.denoise_done:
+            x = ctx.final_denoise(x, eps)
+    times = ctx.grid
     traj = None
     if return_trajectory:
         traj = torch.stack(ctx.trajectory)
         times = torch.stack([torch.as_tensor(t, dtype=torch.float64).cpu() for t in ctx.times])
     return SampleResult(x=x, nfe=ctx.nfe, trajectory=traj, times=times)
-
-
-def _grid(ctx, t_start, eps, steps, opts):
-    return make_grid(
-        ctx.sde,
-        t_start,
-        eps,
-        steps,
-        opts.get("time_grid", "uniform"),
-        opts.get("rho", 7.0),
-        opts.get("lambda_center", 0.25),
-        opts.get("lambda_width", 1.25),
-    )
-
-
-def _run_pc(ctx, x, t_start, eps, steps, opts, generator, predictor=None, corrector=None):
-    pred = PREDICTORS[predictor or opts.get("predictor")]()
-    corr_name = corrector or opts.get("corrector")
-    sigma_last = float(ctx.sde.marginal_coeffs(torch.tensor(eps, dtype=torch.float64))[1])
-    corr = CORRECTORS[corr_name](
-        snr=opts.get("snr", 0.16),
-        n_steps=opts.get("corrector_steps", 1),
-        norm=opts.get("langevin_norm", "per_sample"),
-        step_size=opts.get("step_size"),
-        sigma_last=sigma_last,
-    )
-    grid = _grid(ctx, t_start, eps, steps, opts)
-    return run_pc(ctx, x, grid, pred, corr), grid
-
-
-def _pc_runner(predictor: str, corrector: str) -> Callable:
-    def run(ctx, x, t_start, eps, steps, opts, generator):
-        return _run_pc(ctx, x, t_start, eps, steps, opts, generator, predictor, corrector)
-
-    return run
-
-
-def _run_ode(ctx, x, t_start, eps, steps, opts, generator):
-    if opts["steps"] == "adaptive":
-        n = 21 if ctx.record_on else 2
-        ts = torch.linspace(t_start, eps, n, dtype=torch.float64)
-    else:
-        ts = _grid(ctx, t_start, eps, steps, opts)
-    x, xs = run_ode(ctx, x, ts, opts["solver"], opts["rtol"], opts["atol"])
-    if ctx.record_on:
-        ctx.trajectory.extend(list(xs))
-        ctx.times.extend(list(ts))
-    return x, ts
-
-
-def _run_sde(ctx, x, t_start, eps, steps, opts, generator):
-    gen_dev = generator.device if generator is not None else "cpu"
-    entropy = int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_dev))
-    x, xs, ts = run_sdeint(
-        ctx,
-        x,
-        t_start,
-        eps,
-        steps,
-        opts["solver"],
-        opts["adaptive"],
-        opts["rtol"],
-        opts["atol"],
-        entropy=entropy,
-        record_points=(steps + 1 if ctx.record_on else 0),
-    )
-    if ctx.record_on:
-        ctx.trajectory.extend(list(xs))
-        ctx.times.extend(list(ts))
-    return x, ts
-
-
-def _run_ddim(ctx, x, t_start, eps, steps, opts, generator):
-    grid = _grid(ctx, t_start, eps, steps, opts)
-    return run_ddim(ctx, x, grid, opts["eta"]), grid
-
-
-def _run_heun(ctx, x, t_start, eps, steps, opts, generator):
-    grid = _grid(ctx, t_start, eps, steps, opts)
-    return run_heun(ctx, x, grid), grid
-
-
-def _run_dpm(ctx, x, t_start, eps, steps, opts, generator):
-    grid = _grid(ctx, t_start, eps, steps, opts)
-    return run_dpm_solver(ctx, x, grid, opts["order"], bool(opts["lower_order_final"])), grid
-
-
-def _run_unipc(ctx, x, t_start, eps, steps, opts, generator):
-    grid = _grid(ctx, t_start, eps, steps, opts)
-    x = run_unipc(
-        ctx,
-        x,
-        grid,
-        opts["order"],
-        opts["variant"],
-        opts["corrector"],
-        opts["lower_order_final"],
-        opts["final_corrector"],
-    )
-    return x, grid
-
-
-def _run_adaptive(ctx, x, t_start, eps, steps, opts, generator):
-    h_init = 0.01 if opts["steps"] == "adaptive" else (t_start - eps) / steps
-    x = run_adaptive(
-        ctx,
-        x,
-        t_start,
-        eps,
-        opts["rtol"],
-        opts["atol"],
-        h_init,
-        max_iters=opts["max_iters"],
-        error_norm=opts["error_norm"],
-    )
-    return x, None
-
-
-_RUNNERS: dict[str, Callable] = {
-    "euler_maruyama": _pc_runner("euler_maruyama", "none"),
-    "reverse_diffusion": _pc_runner("reverse_diffusion", "none"),
-    "ancestral": _pc_runner("ancestral", "none"),
-    "annealed_langevin": _pc_runner("none", "annealed_langevin"),
-    "pc": _pc_runner(None, None),
-    "ode": _run_ode,
-    "sde": _run_sde,
-    "ddim": _run_ddim,
-    "heun": _run_heun,
-    "dpm_solver": _run_dpm,
-    "unipc": _run_unipc,
-    "adaptive": _run_adaptive,
-}
 
 
 def encode(
@@ -485,19 +240,19 @@ def encode(
     eps=eps)`` with the same solver settings inverts it (up to the solver tolerance)."""
     if not isinstance(x, Tensor):
         raise TypeError("x must be a Tensor")
-    t_end = float(sde.T) if t_end is None else _positive("t_end", t_end)
-    opts = _options(
-        "ode", steps, {"solver": solver, "rtol": rtol, "atol": atol, "time_grid": time_grid}
-    )
+    t_end = float(sde.T) if t_end is None else check_positive("t_end", t_end)
+    opts = ODEOptions(steps=steps, solver=solver, rtol=rtol, atol=atol, time_grid=time_grid)
     _setup(sde, tuple(x.shape), x, t_end, eps, None, None, None)
     ctx = SamplerContext(sde, score_fn, make_noise(x.shape, None, None, x.dtype, x.device))
-    if opts["steps"] == "adaptive":
+    if steps is None:
         ts = torch.linspace(eps, t_end, 21 if return_trajectory else 2, dtype=torch.float64)
     else:
-        ts = make_grid(sde, t_end, eps, opts["steps"], time_grid).flip(0)
+        ts = make_grid(sde, t_end, eps, steps, time_grid).flip(0)
     with torch.no_grad():
-        z, xs = run_ode(ctx, x.detach().clone(), ts, opts["solver"], opts["rtol"], opts["atol"])
-    return SampleResult(x=z, nfe=ctx.nfe, trajectory=xs if return_trajectory else None, times=ts)
+        xs = ode_solve(ctx, x.detach().clone(), ts, opts.method, rtol, atol)
+    return SampleResult(
+        x=xs[-1], nfe=ctx.nfe, trajectory=xs if return_trajectory else None, times=ts
+    )
 
 
 def _method_function(method: str) -> Callable[..., SampleResult]:
@@ -513,7 +268,7 @@ def _method_function(method: str) -> Callable[..., SampleResult]:
     run.__name__ = run.__qualname__ = f"sample_{method}"
     run.__doc__ = (
         f"``sample(sde, score_fn, shape, method={method!r}, steps=steps, **kwargs)``; "
-        f"defaults {METHOD_DEFAULTS[method]}."
+        f"options: {option_names(method)}."
     )
     return run
 

@@ -1,5 +1,7 @@
 """Per-call state shared by all samplers: the counted, checked score function, the noise source,
-the ``project`` hook, the trajectory recorder and the progress bar."""
+the ``project`` hook, the trajectory recorder, the progress bar, the reverse drifts (the SDE's
+own, :meth:`scoresde.sde.SDE.reverse`), Tweedie's denoiser (:meth:`scoresde.sde.SDE.tweedie`)
+and the final denoising step."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class SamplerContext:
         record: bool = False,
         progress: bool = False,
         check: bool = True,
+        denoise: bool = False,
+        generator: torch.Generator | None = None,
     ):
         self.sde = sde
         self.score_fn = score_fn
@@ -44,9 +48,16 @@ class SamplerContext:
         self.record_on = record
         self.progress = progress
         self.check = check
+        self.denoise = denoise  # sample() ends with a Tweedie step (a method may fuse it)
+        self.denoise_done = False
+        self.generator = generator
         self.nfe = 0
         self.trajectory: list[Tensor] = []
         self.times: list[Tensor] = []
+        self.grid: Tensor | None = None  # the time grid a method ran on (SampleResult.times)
+        # the one reverse-time SDE / probability-flow drift, driven by the checked score
+        self.reverse_sde = sde.reverse(self.score)
+        self.probability_flow = sde.reverse(self.score, probability_flow=True)
 
     # ------------------------------------------------------------------ score
     def score(self, x: Tensor, t: Tensor, step: int | None = None) -> Tensor:
@@ -64,11 +75,25 @@ class SamplerContext:
                 raise ScoreError(f"score_fn returned non-finite values at {where} (t={_fmt_t(t)})")
         return s
 
-    def denoised(
-        self, x: Tensor, t: Tensor, m: Tensor, std: Tensor, step: int | None = None
-    ) -> Tensor:
-        """Tweedie's estimate E[x_0 | x_t] = (x + std(t)^2 s(x, t)) / m(t) (Efron 2011); m, std broadcastable."""
-        return (x + std**2 * self.score(x, t, step)) / m
+    def tvec(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """The time t (0-d, any dtype) as a [B] tensor in x's dtype and device."""
+        t = torch.as_tensor(t)
+        return t.to(dtype=x.dtype, device=x.device).expand(x.shape[0])
+
+    def denoised(self, x: Tensor, t: Tensor, step: int | None = None) -> Tensor:
+        """Tweedie's E[x_0 | x_t] from one counted score call (t: 0-d float64 or [B])."""
+        tv = t if t.dim() == 1 else self.tvec(t, x)
+        return self.sde.tweedie(x, t, self.score(x, tv, step))
+
+    def final_denoise(self, x: Tensor, eps: float) -> Tensor:
+        """The final step x <- E[x_0 | x_eps] (1 NFE), then ``project`` at t = 0 and record."""
+        x = self.denoised(x, torch.tensor(eps, dtype=torch.float64))
+        zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        x = self.project(x, zeros)
+        per_sample = bool(self.times) and self.times[-1].dim() == 1
+        self.record(x, torch.zeros(x.shape[0] if per_sample else (), dtype=torch.float64))
+        self.denoise_done = True
+        return x
 
     # ------------------------------------------------------------------ hooks
     def project(self, x: Tensor, t: Tensor) -> Tensor:

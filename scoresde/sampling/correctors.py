@@ -3,16 +3,21 @@
 Each runs ``n_steps`` updates x <- x + alpha s(x, t) + sqrt(2 alpha) z and applies ``project``
 after every update. The step size alpha is
 
-* ``langevin``: alpha = 2 (snr ||z|| / ||s||)^2, so the drift/noise norm ratio equals ``snr``.
-  ``norm="per_sample"`` (default) uses each sample's own norms; ``norm="batch"`` uses the batch
-  means of the per-sample norms, as the reference implementation does (one alpha for the batch).
-  Per sample, alpha is capped at std(t)^2: p_t = p_0 * N(0, std^2) has -Hess log p_t <= I / std^2,
-  so a step of at most std^2 is a stable gradient step; without the cap a sample sitting near a
-  mode (||s|| -> 0) of a low-dimensional p_t takes an unbounded step. The reference's extra factor
-  alpha_i = 1 - beta_i (VP, within 2% of 1) is omitted.
-* ``annealed_langevin``: alpha = 2 (snr std(t))^2 (the reference's AnnealedLangevinDynamics),
-  i.e. NCSN's alpha_i = epsilon sigma_i^2 / sigma_L^2 with epsilon = 2 snr^2 sigma_L^2; pass
-  ``step_size=epsilon`` to set NCSN's epsilon directly (sigma_L = std(eps), the last level).
+* ``langevin`` with ``norm="std"`` (default): alpha = 2 (snr std(t))^2, the reference's rule
+  alpha = 2 (snr ||z|| / ||s||)^2 with both norms replaced by their values for p_t ~ N(., std^2 I),
+  ||z|| ~ sqrt(d) and ||s|| ~ sqrt(d) / std(t). It depends on t only, so every update is an
+  unadjusted Langevin step with a fixed step for all samples: it leaves p_t invariant up to
+  O(alpha) and keeps the samples independent of each other (same samples for any batch split).
+* ``norm="batch"``: the reference implementation's batch-wide rule, the batch means of the
+  per-sample norms (one alpha for the batch; samples depend on the batch they are in).
+* ``norm="per_sample"``: each sample's own norms, capped at std(t)^2. Biased: alpha is computed
+  from the same z it then adds and from the current state, so the chain does not keep p_t
+  invariant (benchmarks/samplers.py measures it).
+* ``annealed_langevin``: alpha = 2 (snr std(t))^2 as well (the reference's
+  AnnealedLangevinDynamics), i.e. NCSN's alpha_i = epsilon sigma_i^2 / sigma_L^2 with
+  epsilon = 2 snr^2 sigma_L^2; pass ``step_size=epsilon`` to set NCSN's epsilon directly
+  (sigma_L = std(eps), the last level).
+The reference's extra factor alpha_i = 1 - beta_i (VP, within 2% of 1) is omitted.
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ from scoresde.sde import batch_view
 
 __all__ = [
     "CORRECTORS",
+    "LANGEVIN_NORMS",
     "AnnealedLangevinCorrector",
     "Corrector",
     "LangevinCorrector",
     "NoneCorrector",
+    "annealed_step",
 ]
 
-LANGEVIN_NORMS = ("per_sample", "batch")
+LANGEVIN_NORMS = ("std", "batch", "per_sample")
+
+
+def annealed_step(snr: float, std: float) -> float:
+    """alpha(t) = 2 (snr std(t))^2: the Langevin step from the noise level alone."""
+    return 2.0 * (snr * std) ** 2
 
 
 class Corrector:
@@ -41,7 +53,7 @@ class Corrector:
         self,
         snr: float = 0.16,
         n_steps: int = 1,
-        norm: str = "per_sample",
+        norm: str = "std",
         step_size: float | None = None,
         sigma_last: float = 1.0,
     ):
@@ -54,8 +66,9 @@ class Corrector:
     def alpha(self, ctx: SamplerContext, score: Tensor, z: Tensor, t: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def step(self, ctx: SamplerContext, x: Tensor, i: int, t_vec: Tensor, t: Tensor) -> Tensor:
-        """n_steps Langevin updates at time t (float64 0-d; t_vec is t as [B])."""
+    def step(self, ctx: SamplerContext, i: int, x: Tensor, t: Tensor) -> Tensor:
+        """n_steps Langevin updates at time t (float64 0-d)."""
+        t_vec = ctx.tvec(t, x)
         for _ in range(self.n_steps):
             score = ctx.score(x, t_vec, i)
             z = ctx.noise.normal()
@@ -69,6 +82,10 @@ class LangevinCorrector(Corrector):
     name = "langevin"
 
     def alpha(self, ctx, score, z, t):
+        std = float(ctx.sde.marginal_coeffs(t)[1])
+        if self.norm == "std":
+            a = annealed_step(self.snr, std)
+            return torch.as_tensor(a, dtype=score.dtype, device=score.device)
         B = score.shape[0]
         g = torch.linalg.vector_norm(score.reshape(B, -1), dim=1)
         n = torch.linalg.vector_norm(z.reshape(B, -1), dim=1)
@@ -76,7 +93,7 @@ class LangevinCorrector(Corrector):
             g, n = g.mean(), n.mean()
         a = 2.0 * (self.snr * n / g.clamp(min=torch.finfo(score.dtype).tiny)) ** 2
         if self.norm == "per_sample":
-            a = a.clamp(max=float(ctx.sde.marginal_coeffs(t)[1]) ** 2)
+            a = a.clamp(max=std**2)
         return batch_view(a, score)
 
 
@@ -88,14 +105,14 @@ class AnnealedLangevinCorrector(Corrector):
         if self.step_size is not None:
             a = self.step_size * std**2 / self.sigma_last**2
         else:
-            a = 2.0 * (self.snr * std) ** 2
+            a = annealed_step(self.snr, std)
         return torch.as_tensor(a, dtype=score.dtype, device=score.device)
 
 
 class NoneCorrector(Corrector):
     name = "none"
 
-    def step(self, ctx, x, i, t_vec, t):
+    def step(self, ctx, i, x, t):
         return x
 
 

@@ -21,16 +21,55 @@ nats at rtol = 0.02, and worse at tighter tolerances). Use it for high-dimension
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from scoresde.sampling.checks import check_choice, check_int, check_positive
 from scoresde.sampling.context import SamplerContext
+from scoresde.sampling.registry import SamplerOptions, register_sampler
 from scoresde.sde import batch_view
 
-__all__ = ["run_adaptive"]
+__all__ = ["AdaptiveOptions", "adaptive_solve", "run_adaptive"]
 
 
-def run_adaptive(
+@dataclass(frozen=True)
+class AdaptiveOptions(SamplerOptions):
+    """``steps`` only sets the first trial step h = (t_start - eps) / steps (None: h = 0.01);
+    ``rtol`` / ``atol`` the mixed tolerance, ``max_iters`` the attempt cap, ``error_norm`` "batch"
+    (one decision for the batch) or "per_sample"."""
+
+    rtol: float = 0.05
+    atol: float = 0.01
+    max_iters: int = 100_000
+    error_norm: str = "batch"
+
+    def check(self) -> None:
+        check_positive("rtol", self.rtol)
+        check_positive("atol", self.atol)
+        check_int("max_iters", self.max_iters, 1)
+        check_choice("error_norm", self.error_norm, ("batch", "per_sample"))
+
+
+def run_adaptive(ctx: SamplerContext, x: Tensor, opts: AdaptiveOptions, t_start: float, eps: float):
+    h_init = 0.01 if opts.steps is None else (t_start - eps) / opts.steps
+    return adaptive_solve(
+        ctx,
+        x,
+        t_start,
+        eps,
+        opts.rtol,
+        opts.atol,
+        h_init,
+        0.9,
+        0.9,
+        opts.max_iters,
+        opts.error_norm,
+    )
+
+
+def adaptive_solve(
     ctx: SamplerContext,
     x: Tensor,
     t_start: float,
@@ -67,8 +106,9 @@ def run_adaptive(
         tv1, tv2 = ts.to(x.dtype), t2.to(x.dtype)
         hv, sq = batch_view(hs.to(x.dtype), xs), batch_view(hs.sqrt().to(x.dtype), xs)
         g1, g2 = batch_view(sde.diffusion(tv1), xs), batch_view(sde.diffusion(tv2), xs)
-        x1 = xs - hv * (sde.drift(xs, tv1) - g1**2 * ctx.score(xs, tv1, it)) + g1 * sq * z
-        x2 = xs - hv * (sde.drift(x1, tv2) - g2**2 * ctx.score(x1, tv2, it)) + g2 * sq * z
+        rev = ctx.reverse_sde
+        x1 = xs - hv * rev.drift(xs, tv1, score=ctx.score(xs, tv1, it)) + g1 * sq * z
+        x2 = xs - hv * rev.drift(x1, tv2, score=ctx.score(x1, tv2, it)) + g2 * sq * z
         xe = 0.5 * (x1 + x2)
         delta = torch.maximum(
             torch.maximum(x1.abs(), x_prev[idx].abs()) * rtol, torch.full_like(x1, atol)
@@ -95,3 +135,12 @@ def run_adaptive(
     raise RuntimeError(
         f"adaptive solver did not reach eps within max_iters={max_iters}; loosen rtol/atol"
     )
+
+
+register_sampler(
+    "adaptive",
+    AdaptiveOptions,
+    run_adaptive,
+    stochastic=True,
+    summary="adaptive-step reverse SDE (Jolicoeur-Martineau et al. 2021, 'Gotta Go Fast')",
+)
