@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -34,6 +33,7 @@ from scoresde.interop.configs import release_config, scoresde_config
 from scoresde.io.atomic import write_json_atomic, write_text_atomic
 from scoresde.io.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from scoresde.io.runs import Run, build_net_from_config, build_score_model, build_sde
+from scoresde.nets.ncsnpp_layers import release_sigmas
 
 __all__ = ["Converted", "convert_score_sde", "load_score_sde", "release_key_map", "write_run"]
 
@@ -170,19 +170,18 @@ def convert_score_sde(checkpoint: PathLike, config: str | Mapping[str, Any]) -> 
     with torch.device("meta"):  # shapes and names only; no memory, no initialisation cost
         net = build_net_from_config(cfg["model"], data_info)
     where = str(checkpoint)
-    model = _map_model(net, state["model"], where, _sigmas(cfg["model"]))
+    model = _map_model(
+        net,
+        state["model"],
+        where,
+        release_sigmas(*(cfg["model"][k] for k in ("sigma_min", "sigma_max", "num_scales"))),
+    )
     ema = _map_ema(net, model, state["ema"], where) if state.get("ema") is not None else None
     extra = {"release_config": rcfg}
     if isinstance(state.get("ema"), Mapping):
         extra["ema_decay"] = state["ema"].get("decay")
         extra["ema_num_updates"] = state["ema"].get("num_updates")
     return Converted(cfg, data_info, model, ema, int(state.get("step", 0)), Path(checkpoint), extra)
-
-
-def _sigmas(model_cfg: Mapping[str, Any]) -> torch.Tensor:
-    """The release's ``utils.get_sigmas``: geometric from sigma_max down to sigma_min (float64)."""
-    lo, hi, n = model_cfg["sigma_min"], model_cfg["sigma_max"], model_cfg["num_scales"]
-    return torch.tensor(np.exp(np.linspace(np.log(hi), np.log(lo), n)))
 
 
 def load_score_sde(
