@@ -13,6 +13,10 @@ Both embeddings map a scalar conditioning value ``c`` [B] to features [B, dim]:
 :class:`TimeConditioning` wraps either embedding in the two-layer MLP of DDPM++ / NCSN++
 (``Linear -> SiLU -> Linear``) and optionally adds a class-label embedding with a "null" label
 (index ``num_classes``) used when ``y is None`` (classifier-free guidance).
+
+:func:`timestep_embedding` and :class:`FourierProjection` are the Score SDE release's versions of
+the two, float32 operation for operation (the phases of 16-scale Fourier features reach ~1e3, so
+the order of the multiplications shows in float32): NCSN++ / DDPM++ use them to match it exactly.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
     "TIME_EMBEDDINGS",
+    "FourierProjection",
     "GaussianFourierEmbedding",
     "SinusoidalEmbedding",
     "TimeConditioning",
     "check_labels",
     "make_time_embedding",
+    "timestep_embedding",
 ]
 
 TIME_EMBEDDINGS = ("fourier", "sinusoidal")
@@ -86,6 +93,37 @@ class GaussianFourierEmbedding(nn.Module):
         c = _as_batch(c)
         arg = 2 * math.pi * c[:, None] * self.W.to(c.dtype)[None]
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
+
+
+def timestep_embedding(timesteps: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
+    """DDPM's sinusoidal embedding ``[sin(s w_j), cos(s w_j)]``, ``w_j = max_positions^(-j/(d/2-1))``,
+    of the release's labels ``s`` (999 t); computed in float32 as the release does (float64 labels
+    keep float64)."""
+    half = dim // 2
+    dtype = torch.float64 if timesteps.dtype == torch.float64 else torch.float32
+    freqs = torch.exp(
+        torch.arange(half, dtype=dtype, device=timesteps.device)
+        * -(math.log(max_positions) / (half - 1))
+    )
+    arg = timesteps.to(dtype)[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+class FourierProjection(nn.Module):
+    """Gaussian Fourier features ``[sin(2 pi W s), cos(2 pi W s)]`` of s = log sigma, W ~ N(0, scale^2).
+
+    ``W`` is a frozen ``nn.Parameter`` as in the release (counted among the parameters, never
+    trained); :class:`~scoresde.nets.embeddings.GaussianFourierEmbedding` is the buffer variant.
+    """
+
+    def __init__(self, embedding_size: int = 256, scale: float = 1.0):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(embedding_size) * scale, requires_grad=False)
+
+    def forward(self, s: Tensor) -> Tensor:
+        proj = s[:, None] * self.W[None, :] * 2 * math.pi
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
 
 def make_time_embedding(kind: str, dim: int, fourier_scale: float = 16.0) -> nn.Module:

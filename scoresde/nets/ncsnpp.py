@@ -35,22 +35,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from scoresde.nets.embeddings import check_labels
+from scoresde.nets.embeddings import FourierProjection, check_labels, timestep_embedding
 from scoresde.nets.layers import conv, linear
 from scoresde.nets.ncsnpp_layers import (
     AttnBlockpp,
     Combine,
     Downsample,
-    FourierProjection,
+    Level,
     ResnetBlockBigGANpp,
     ResnetBlockDDPMpp,
     Upsample,
     group_norm,
-    timestep_embedding,
+    release_sigmas,
 )
 
 __all__ = ["LABELS", "NCSNpp"]
@@ -103,16 +102,9 @@ class NCSNpp(nn.Module):
         num_classes: int | None = None,
     ):
         super().__init__()
-        opts = {
-            "embedding_type": embedding_type,
-            "resblock_type": resblock_type,
-            "progressive": progressive,
-            "progressive_input": progressive_input,
-            "progressive_combine": progressive_combine,
-            "label": label,
-            "nonlinearity": nonlinearity,
-        }
-        for key, val in opts.items():
+        chosen = (embedding_type, resblock_type, progressive, progressive_input)
+        chosen += (progressive_combine, label, nonlinearity)
+        for key, val in zip(_CHOICES, chosen, strict=True):
             if val not in _CHOICES[key]:
                 raise ValueError(f"{key} must be one of {_CHOICES[key]}, got {val!r}")
         if num_classes is not None:
@@ -128,16 +120,11 @@ class NCSNpp(nn.Module):
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.noise_conditional, self.centered = noise_conditional, centered
         self.scale_by_sigma, self.skip_rescale = scale_by_sigma, skip_rescale
-        self.resblock_type, self.progressive, self.progressive_input = (
-            resblock_type,
-            progressive,
-            progressive_input,
-        )
+        self.resblock_type, self.progressive = resblock_type, progressive
+        self.progressive_input = progressive_input
         self.act = act = _ACTS[nonlinearity]()
-        # the release's noise levels, sigma_max down to sigma_min (float64); indexed by positional
-        # nets with scale_by_sigma
-        sig = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), num_scales))
-        self.register_buffer("sigmas", torch.tensor(sig))
+        # the release's noise levels (indexed by positional nets with scale_by_sigma)
+        self.register_buffer("sigmas", release_sigmas(sigma_min, sigma_max, num_scales))
         order: list[str] = []  # release all_modules order -> our module paths
 
         def add(path: str, module: nn.Module) -> nn.Module:
@@ -174,7 +161,7 @@ class NCSNpp(nn.Module):
         )
         hs_c, in_ch, pyr_ch = [nf], nf, in_channels
         for i, mult in enumerate(ch_mult):
-            lvl = _Level()
+            lvl = Level()
             self.down.append(lvl)
             for j in range(num_res_blocks):
                 lvl.blocks.append(add(f"down.{i}.blocks.{j}", resblock(in_ch, nf * mult)))
@@ -207,7 +194,7 @@ class NCSNpp(nn.Module):
 
         pyr_ch = 0
         for k, i in enumerate(reversed(range(len(ch_mult)))):
-            lvl = _Level()
+            lvl = Level()
             self.up.append(lvl)
             for j in range(num_res_blocks + 1):
                 block = resblock(in_ch + hs_c.pop(), nf * ch_mult[i])
@@ -324,15 +311,3 @@ class NCSNpp(nn.Module):
 
     def _sum(self, a: Tensor, b: Tensor) -> Tensor:
         return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
-
-
-class _Level(nn.Module):
-    """One resolution level: residual blocks, optional attention, pyramid and resampling."""
-
-    def __init__(self):
-        super().__init__()
-        self.blocks = nn.ModuleList()
-        self.attn = nn.ModuleList()
-        self.resample: nn.Module | None = None
-        self.pyramid: nn.Module | None = None
-        self.pyramid_norm: nn.Module | None = None

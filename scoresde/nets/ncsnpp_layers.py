@@ -2,7 +2,7 @@
 
 Each block computes what its namesake in the Score SDE release (``models/layerspp.py``,
 ``models/layers.py``) computes, operation for operation (same order of float32 operations where
-it changes the last bits, e.g. the Fourier phases and ``/ sqrt(2)``), and its sub-modules carry
+it changes the last bits, e.g. ``/ sqrt(2)``), and its sub-modules carry
 the release's names (``GroupNorm_0``, ``Conv_0``, ``Dense_0``, ``NIN_0``, ``Conv2d_0``, ``W``), so a
 released state dict maps onto a block by a prefix. GroupNorms have ``min(C // 4, 32)`` groups and
 eps 1e-6. Initialisation follows DDPM (variance scaling, ``init_scale`` on the last layer of a
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,51 +35,25 @@ __all__ = [
     "Combine",
     "Downsample",
     "FIRConv2d",
-    "FourierProjection",
+    "Level",
     "ResnetBlockBigGANpp",
     "ResnetBlockDDPMpp",
     "Upsample",
     "group_norm",
-    "timestep_embedding",
+    "release_sigmas",
 ]
 
 SQRT2 = math.sqrt(2.0)
 
 
+def release_sigmas(sigma_min: float, sigma_max: float, num_scales: int) -> Tensor:
+    """The release's ``utils.get_sigmas``: geometric from sigma_max down to sigma_min (float64)."""
+    return torch.tensor(np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), num_scales)))
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with min(C // 4, 32) groups, eps 1e-6 (the release's choice)."""
     return nn.GroupNorm(min(channels // 4, 32), channels, eps=1e-6)
-
-
-def timestep_embedding(timesteps: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """DDPM's sinusoidal embedding ``[sin(s w_j), cos(s w_j)]``, ``w_j = max_positions^(-j/(d/2-1))``,
-    of the release's labels ``s`` (999 t); computed in float32 as the release does (float64 labels
-    keep float64)."""
-    half = dim // 2
-    dtype = torch.float64 if timesteps.dtype == torch.float64 else torch.float32
-    freqs = torch.exp(
-        torch.arange(half, dtype=dtype, device=timesteps.device)
-        * -(math.log(max_positions) / (half - 1))
-    )
-    arg = timesteps.to(dtype)[:, None] * freqs[None, :]
-    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
-    return F.pad(emb, (0, 1)) if dim % 2 else emb
-
-
-class FourierProjection(nn.Module):
-    """Gaussian Fourier features ``[sin(2 pi W s), cos(2 pi W s)]`` of s = log sigma, W ~ N(0, scale^2).
-
-    ``W`` is a frozen ``nn.Parameter`` as in the release (counted among the parameters, never
-    trained); :class:`~scoresde.nets.embeddings.GaussianFourierEmbedding` is the buffer variant.
-    """
-
-    def __init__(self, embedding_size: int = 256, scale: float = 1.0):
-        super().__init__()
-        self.W = nn.Parameter(torch.randn(embedding_size) * scale, requires_grad=False)
-
-    def forward(self, s: Tensor) -> Tensor:
-        proj = s[:, None] * self.W[None, :] * 2 * math.pi
-        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
 
 class NIN(nn.Module):
@@ -294,3 +269,15 @@ class ResnetBlockBigGANpp(_ResBlock):
         if self.in_ch != self.out_ch or self.up or self.down:
             x = self.Conv_2(x)
         return self._sum(x, h)
+
+
+class Level(nn.Module):
+    """One resolution level: residual blocks, optional attention, pyramid and resampling."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        self.attn = nn.ModuleList()
+        self.resample: nn.Module | None = None
+        self.pyramid: nn.Module | None = None
+        self.pyramid_norm: nn.Module | None = None
