@@ -19,12 +19,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from scoresde.errors import NonFiniteError
 from scoresde.io.runlog import JsonlLog, remove_temp_files
 
 __all__ = ["NonFiniteLossError", "StepLog"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError):
     """The loss became NaN/inf; the message names the step and the last good checkpoint."""
 
 
