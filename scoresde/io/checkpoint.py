@@ -33,10 +33,11 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically: a temp file in the same directory, then rename.
 
-    A reader never sees a half-written file, and a crash while saving keeps the previous one.
+    A reader never sees a half-written file, and a crash while saving keeps the previous one. A
+    failed write (no space left, read-only directory) raises :class:`scoresde.io.atomic.WriteError`
+    (an ``OSError``) naming ``path`` and the cause; the previous checkpoint stays readable.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = dict(state)
     state.setdefault("format", FORMAT)
     save_torch_atomic(path, state)
