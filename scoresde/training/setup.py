@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from scoresde.io import distributed
 from scoresde.io.loggers import LOGGER_NAMES, WANDB_MODES
 
 __all__ = ["check_run_config", "init_processes", "probe_null_label", "resolve_device"]
@@ -54,20 +55,15 @@ def init_processes(
     With several processes the group is created (nccl on CUDA, gloo on CPU) unless one exists,
     each rank takes its local GPU, and every rank uses rank 0's run directory.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world == 1:
-        return rank, world, device, False, Path(run_dir)
+    info = distributed.process_info()
+    if info.world == 1:
+        return info.rank, 1, device, False, Path(run_dir)
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     own = not dist.is_initialized()
-    if own:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    shared = [str(run_dir)]
-    dist.broadcast_object_list(shared, src=0)
-    return rank, world, device, own, Path(shared[0])
+    info = distributed.init(device)
+    return info.rank, info.world, device, own, Path(distributed.broadcast_object(str(run_dir)))
 
 
 def probe_null_label(
