@@ -445,7 +445,7 @@ def _cli() -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://scoresde.conf", config_name="features")
     def main(cfg: DictConfig) -> dict:
-        torch.set_num_threads(int(cfg.num_threads))
+        torch.set_num_threads(int(cfg.threads))
         dataset = _check_dataset(str(cfg.dataset))
         path = feature_net_path(dataset, cfg.cache_dir)
         if path.exists() and not cfg.force:

@@ -23,7 +23,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 __all__ = [
     "DSM_ONLY",
     "LOSSES",
-    "TRAIN_TASK_GROUP",
+    "SCHEMA_GROUP",
     "ClassifierTaskConfig",
     "LikelihoodOptions",
     "ScoreTaskConfig",
@@ -37,7 +37,7 @@ LOSSES = ("dsm", "ddpm", "ncsn")
 WEIGHTINGS = ("sigma2", "likelihood")
 REDUCES = ("mean", "sum")
 DSM_ONLY = ("weighting", "importance_sampling", "eps")  # options of dsm_loss alone
-TRAIN_TASK_GROUP = "task"  # the config group of the train tasks (score | classifier)
+SCHEMA_GROUP = "schema"  # ConfigStore group of the schemas (not a group a user picks from)
 
 
 @dataclass
@@ -123,11 +123,12 @@ TASKS: dict[str, type] = {"score": ScoreTaskConfig, "classifier": ClassifierTask
 
 
 def register_configs() -> None:
-    """Store the schemas: ``training/schema`` and ``<TRAIN_TASK_GROUP>/schema_<task>``."""
+    """Store the schemas ``schema/training`` and ``schema/train_task/<task>`` (the YAML presets
+    select them with ``- /schema/training@_here_``)."""
     cs = ConfigStore.instance()
-    cs.store(group="training", name="schema", node=TrainingConfig)
+    cs.store(group=SCHEMA_GROUP, name="training", node=TrainingConfig)
     for name, node in TASKS.items():
-        cs.store(group=TRAIN_TASK_GROUP, name=f"schema_{name}", node=node)
+        cs.store(group=f"{SCHEMA_GROUP}/train_task", name=name, node=node)
 
 
 def _typed(schema: type, node: Any, where: str):

@@ -1,0 +1,1 @@
+"""Evaluation: sample-quality reports and the feature nets behind FD-digits / FD-fashion."""

@@ -1,0 +1,1 @@
+"""Generation: the task table, the sharded sample-in-batches loop, the samples file."""
