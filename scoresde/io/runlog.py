@@ -5,14 +5,11 @@ drops (and with ``repair=True`` trims from the file) a last line that does not p
 the file's name; a bad line before the last one is corruption and raises ValueError naming the file
 and the line. :class:`JsonlLog` keeps, on resume, only the rows up to the resumed step.
 
-:func:`remove_temp_files` deletes the leftovers of killed atomic writes
-(``.<stem>.<random>.tmp<suffix>``, the names :func:`scoresde.io.atomic.atomic_write` uses).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import Any
 
 from scoresde.io.atomic import write_text_atomic
 
-__all__ = ["JsonlLog", "read_jsonl", "remove_temp_files"]
+__all__ = ["JsonlLog", "read_jsonl"]
 
 
 def read_jsonl(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
@@ -86,20 +83,3 @@ class JsonlLog:
         if rows:
             with open(self.path, "a") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def remove_temp_files(*dirs: str | Path) -> list[Path]:
-    """Delete leftover temp files of killed atomic writes in ``dirs`` (not recursive); returns them."""
-    removed = []
-    for d in dirs:
-        d = Path(d)
-        if not d.is_dir():
-            continue
-        for p in d.iterdir():
-            if p.name.startswith(".") and ".tmp" in p.name and p.is_file():
-                try:
-                    os.unlink(p)
-                    removed.append(p)
-                except FileNotFoundError:  # pragma: no cover - removed meanwhile
-                    pass
-    return removed

@@ -20,7 +20,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from scoresde.errors import NonFiniteError
-from scoresde.io.runlog import JsonlLog, remove_temp_files
+from scoresde.io.atomic import remove_stale_temps
+from scoresde.io.runlog import JsonlLog
 
 __all__ = ["NonFiniteLossError", "StepLog"]
 
@@ -54,7 +55,7 @@ class StepLog:
         self._t_last, self._steps_since = time.perf_counter(), 0
         if is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            remove_temp_files(run_dir, run_dir / "checkpoints", run_dir / "samples")
+            remove_stale_temps(run_dir)  # leftovers of writes killed in an earlier attempt
             keep_loss = keep_metric = None
             if resumed_step is not None:
                 s, ended = resumed_step, resumed_step >= total_steps

@@ -134,6 +134,14 @@ class Trainer:
         self.loss_fn = LOSS_FUNCTIONS[t.loss]
         # CPU: the loss checks itself every step (free); CUDA: checked at log time (no sync)
         self.loss_kwargs = {**loss_options(t), "check_finite": not cuda and self.world == 1}
+        # every option the evaluations use is checked here, before the first step (and
+        # before any file is written)
+        self.evaluator = Evaluator(
+            t, sde=self.sde, ema_model=self.ema.model, model=self.model, loss=self._loss,
+            test_ds=self.test_ds, info=self.info, sampler=cfg.get("sampler") or {}, seed=self.seed,
+            device=self.device, run_dir=self.run_dir, log=lambda m, k: self.log.log(m, k),
+            enabled=self.is_main,
+        )  # fmt: skip
         # --- resume
         self.step, self.resumed_from = 0, resume_path(t.resume, self.run_dir)
         self._config = OmegaConf.to_container(cfg, resolve=True)
@@ -165,12 +173,6 @@ class Trainer:
             epoch_size=len(self.train_ds), logger=logger,
         )  # fmt: skip
         self.log.last_good_checkpoint = self.resumed_from
-        # every option the evaluations use is checked here, before the first step
-        self.evaluator = Evaluator(
-            t, sde=self.sde, ema_model=self.ema.model, model=self.model, loss=self._loss,
-            test_ds=self.test_ds, info=self.info, sampler=cfg.get("sampler") or {}, seed=self.seed,
-            device=self.device, run_dir=self.run_dir, log=self.log.log, enabled=self.is_main,
-        )  # fmt: skip
         save = Every(math.gcd(t.checkpoint_every, t.snapshot_every), self._save_hook, False)
         # in this order: the checkpoint of step s is written after the evaluations of step s
         hooks = [Every(t.log_every, self._log_hook), *self.evaluator.hooks(), save]
