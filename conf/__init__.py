@@ -4,5 +4,7 @@ Importing it registers the structured configs (types and defaults) that the YAML
 """
 
 from scoresde.cli.configs import register
+from scoresde.training.config import register_configs
 
 register()
+register_configs()

@@ -1,5 +1,7 @@
 """Figures without pyplot state: image grids (numpy + Pillow), 2-D scatter plots and loss curves
-(matplotlib's object API with the Agg canvas, safe in worker processes and without a display)."""
+(matplotlib's object API with the Agg canvas, safe in worker processes and without a display).
+Every figure is written atomically (:func:`scoresde.io.atomic.atomic_write`): a kill mid-write
+leaves the previous file or none, never a truncated PNG."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from scoresde.io.atomic import atomic_write
 
 __all__ = ["make_grid", "save_image_grid", "save_loss_curve", "save_samples", "save_scatter"]
 
@@ -65,10 +69,8 @@ def save_image_grid(
     img = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    return atomic_write(path, lambda p: img.save(p, format=fmt))
 
 
 def _figure(figsize: tuple[float, float]):
@@ -78,6 +80,11 @@ def _figure(figsize: tuple[float, float]):
     fig = Figure(figsize=figsize, dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _save_figure(fig, path: PathLike) -> Path:
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return atomic_write(path, lambda p: fig.savefig(p, format=fmt))
 
 
 def save_scatter(
@@ -99,10 +106,7 @@ def save_scatter(
         ax.set_aspect("equal")
         ax.set_title(f"{name} {title}".strip())
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.92, wspace=0.2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_loss_curve(
@@ -129,10 +133,7 @@ def save_loss_curve(
     ax.set_title(title)
     ax.legend()
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_samples(

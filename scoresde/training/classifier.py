@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from scoresde.io.atomic import write_json_atomic
 from scoresde.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.io.loggers import make_logger
+from scoresde.io.runs import build_dataset, build_sde
 from scoresde.nets.classifier import NoisyClassifier
 from scoresde.sde import SDE, batch_view
+from scoresde.training.batches import EVAL, NOISE, DataOrder, dataset_size, get_batch, mix_seed
+from scoresde.training.config import task_options
+from scoresde.training.loop import Every, Loop, adam
+from scoresde.training.setup import check_run_config, resolve_device
+from scoresde.training.steplog import NonFiniteLossError
 
 __all__ = [
     "ClassifierResult",
@@ -112,76 +119,58 @@ def fit_classifier(
     logger: Any = None,
     progress: bool = False,
 ) -> list[float]:
-    """Adam on :func:`classifier_loss` for ``steps`` steps; returns the per-step losses.
+    """Adam on :func:`classifier_loss` for ``steps`` steps on the shared training loop; returns the
+    per-step losses.
 
-    ``dataset`` has ``get_batch(idx) -> (x, y)`` (scoresde.data sets) or is a ``(x, y)`` pair of tensors.
-    Batches and noise come from a generator seeded with ``seed``.
+    ``dataset`` has ``get_batch(idx) -> (x, y)`` (scoresde.data sets), items ``(x, y)``, or is a
+    ``(x, y)`` pair of tensors. The batches (epoch-wise permutations) and the noise of step k are
+    functions of ``(seed, k)`` (:mod:`scoresde.training.batches`).
     """
     for name, v in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    get_batch, n = _batcher(dataset)
+    n = dataset_size(dataset)
+    order = DataOrder(n, min(batch_size, n), int(seed))
     device = torch.device(device)
     classifier.to(device).train()
-    opt = torch.optim.Adam(classifier.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(int(seed))
+    opt = adam(classifier.parameters(), lr=lr)
+    gen = torch.Generator()
     losses: list[float] = []
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
 
-        it = tqdm(it, desc="classifier", leave=False)
-    for step in it:
-        idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
-        x0, y = get_batch(idx)
+    def step(k: int) -> None:
+        x0, y = get_batch(dataset, order.indices(k))
         x0 = x0.to(device=device, dtype=torch.float32)
+        g = order.generator(gen, k, 0, NOISE)
         loss = classifier_loss(classifier, sde, x0, y.to(device), eps=eps, generator=g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
-            raise RuntimeError(f"classifier loss became {losses[-1]} at step {step}")
-        if logger is not None and log_every and (step + 1) % log_every == 0:
-            logger.log({"classifier/loss": sum(losses[-log_every:]) / log_every}, step=step + 1)
+            raise NonFiniteLossError(f"classifier loss became {losses[-1]} at step {k + 1}")
+
+    def log(s: int) -> None:
+        logger.log({"classifier/loss": sum(losses[-log_every:]) / log_every}, step=s)
+
+    hooks = [Every(log_every, log)] if logger is not None else []
+    Loop(step, hooks, progress=progress, desc="classifier").run(0, steps)
     classifier.eval()
     return losses
 
 
-def _batcher(dataset: Any):
-    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
-        x, y = (torch.as_tensor(v) for v in dataset)
-        return (lambda idx: (x[idx], y[idx])), x.shape[0]
-    if hasattr(dataset, "get_batch"):
-        return dataset.get_batch, len(dataset)
-    raise TypeError("dataset must have get_batch(idx) -> (x, y) or be an (x, y) pair of tensors")
-
-
-def _cfg_get(node: Any, key: str, default: Any = None) -> Any:
-    if node is None:
-        return default
-    try:
-        v = node.get(key, default)
-    except AttributeError:
-        v = getattr(node, key, default)
-    return default if v is None else v
-
-
 def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     """Train the noisy classifier described by ``cfg`` (full training config) into ``run_dir``."""
-    from omegaconf import OmegaConf
-
-    from scoresde.io.runs import build_dataset, build_sde
-    from scoresde.training.trainer import resolve_device
-
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    task = cfg.task
-    torch.manual_seed(int(_cfg_get(cfg, "seed", 0)))
-    threads = _cfg_get(cfg, "threads", None)
-    if threads:
-        torch.set_num_threads(int(threads))
-    device = resolve_device(_cfg_get(cfg, "device", "cpu"))
+    task = task_options(cfg.task)
+    if task.name != "classifier":
+        raise ValueError(f"train_classifier needs task=classifier, got task.name={task.name!r}")
+    check_run_config(cfg)
+    seed = int(cfg.seed)
+    torch.manual_seed(seed)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(cfg.get("device", "cpu"))
     sde = build_sde(cfg.sde)
     train_set = build_dataset(cfg.data, "train")
     info = dict(train_set.info)
@@ -191,39 +180,27 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
             f"task=classifier needs a data set with >= 2 classes; data.name={cfg.data.name!r} has "
             f"num_classes={num_classes!r}"
         )
-    net_kwargs = {k: int(_cfg_get(task, k)) for k in NET_KEYS if _cfg_get(task, k) is not None}
+    net_kwargs = {k: getattr(task, k) for k in NET_KEYS}
     clf = NoisyClassifier(info["shape"], int(num_classes), sde=sde, **net_kwargs)
-    logger = None
-    from scoresde.io.loggers import make_logger
-
-    logger = (
-        make_logger(cfg.logger, cfg, run_dir, name=f"classifier-{run_dir.name}")
-        if "logger" in cfg
-        else None
-    )
+    name = f"classifier-{run_dir.name}"
+    logger = make_logger(cfg.logger, cfg, run_dir, name=name) if "logger" in cfg else None
     try:
         losses = fit_classifier(
             clf,
             sde,
             train_set,
-            steps=int(_cfg_get(task, "steps", 1000)),
-            batch_size=int(_cfg_get(task, "batch_size", 128)),
-            lr=float(_cfg_get(task, "lr", 1e-3)),
-            eps=float(_cfg_get(task, "eps", 1e-5)),
-            seed=int(_cfg_get(cfg, "seed", 0)),
+            steps=task.steps,
+            batch_size=task.batch_size,
+            lr=task.lr,
+            eps=task.eps,
+            seed=seed,
             device=device,
-            log_every=int(_cfg_get(task, "log_every", 50)),
+            log_every=task.log_every,
             logger=logger,
-            progress=bool(_cfg_get(task, "progress", False)),
+            progress=task.progress,
         )
-        metrics = _evaluate(
-            clf,
-            sde,
-            build_dataset(cfg.data, "test"),
-            device,
-            [float(v) for v in _cfg_get(task, "eval_times", [0.01, 0.25, 0.5, 0.75])],
-            int(_cfg_get(task, "eval_n", 512)),
-        )
+        test_set = build_dataset(cfg.data, "test")
+        metrics = _evaluate(clf, sde, test_set, device, task.eval_times, task.eval_n, seed)
         metrics["final_loss"] = sum(losses[-50:]) / len(losses[-50:])
         if logger is not None:
             logger.log({f"classifier/{k}": v for k, v in metrics.items()}, step=len(losses))
@@ -244,28 +221,17 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
         "classifier": clf.config,
     }
     ckpt = save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
-    _write_json(run_dir / "classifier_metrics.json", metrics)
-    print(f"classifier checkpoint: {ckpt}")
-    print(
-        "held-out accuracy: "
-        + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k.startswith("acc"))
-    )
+    write_json_atomic(run_dir / "classifier_metrics.json", metrics)
     return ClassifierResult(clf, losses, ckpt, metrics, time.perf_counter() - start)
 
 
-def _evaluate(clf, sde, test_set, device, times, n) -> dict[str, float]:
-    get_batch, N = _batcher(test_set)
-    idx = torch.arange(min(n, N))
-    x0, y = get_batch(idx)
-    g = torch.Generator().manual_seed(1234)
+def _evaluate(clf, sde, test_set, device, times, n, seed) -> dict[str, float]:
+    x0, y = get_batch(test_set, torch.arange(min(n, dataset_size(test_set))))
+    g = torch.Generator().manual_seed(mix_seed(seed, EVAL))
     return {
         f"acc_t{t:g}": noisy_accuracy(clf, sde, x0.to(device, torch.float32), y, t, g)
         for t in times
     }
-
-
-def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    write_json_atomic(path, obj)
 
 
 def load_classifier(
@@ -276,8 +242,6 @@ def load_classifier(
     Returns ``(classifier in eval mode with its SDE attached, checkpoint dict)``; the checkpoint's
     ``config["sde"]`` rebuilds the SDE it was trained on. Raises CheckpointError for score checkpoints.
     """
-    from scoresde.io.runs import build_sde
-
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CLASSIFIER_KIND or "classifier" not in state:
         raise CheckpointError(
