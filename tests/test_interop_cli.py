@@ -24,6 +24,14 @@ def _run(*args, cwd):
     )
 
 
+def _on_run(command, run, tmp_path, *overrides):
+    """``python -m scoresde.<command> ckpt=RUN ...`` writing into ``tmp_path / command``."""
+    out = f"hydra.run.dir={tmp_path / command}"
+    return _run(
+        f"scoresde.{command}", f"ckpt={run}", "progress=false", out, *overrides, cwd=tmp_path
+    )
+
+
 def test_convert_then_generate_and_likelihood_run_on_the_converted_checkpoint(tmp_path):
     from PIL import Image
 
@@ -39,18 +47,9 @@ def test_convert_then_generate_and_likelihood_run_on_the_converted_checkpoint(tm
     assert p.returncode == 0, p.stderr
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "config.yaml").is_file()
 
-    p = _run(
-        "scoresde.generate",
-        f"ckpt={run}",
-        "n=2",
-        "batch_size=2",
-        "sampler.steps=3",
-        "progress=false",
-        f"hydra.run.dir={tmp_path / 'gen'}",
-        cwd=tmp_path,
-    )
+    p = _on_run("generate", run, tmp_path, "n=2", "batch_size=2", "sampler.steps=3")
     assert p.returncode == 0, p.stderr
-    samples = np.load(tmp_path / "gen" / "samples.npz")["samples"]
+    samples = np.load(tmp_path / "generate" / "samples.npz")["samples"]
     assert samples.shape[0] == 2 and np.isfinite(samples).all()
 
     images = tmp_path / "images"  # 16x16 RGB, the fixture net's size (CIFAR-10 files are 32x32)
@@ -58,22 +57,11 @@ def test_convert_then_generate_and_likelihood_run_on_the_converted_checkpoint(tm
     rng = np.random.default_rng(0)
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images / f"{i}.png")
-    p = _run(
-        "scoresde.likelihood",
-        f"ckpt={run}",
-        "+data.name=image_folder",
-        f"+data.root={images}",
-        "+data.image_size=16",
-        "+data.n_test=1",
-        "batch_size=1",
-        "rtol=1e-2",
-        "atol=1e-2",
-        "progress=false",
-        f"hydra.run.dir={tmp_path / 'lik'}",
-        cwd=tmp_path,
-    )
+    data = ("+data.name=image_folder", f"+data.root={images}", "+data.image_size=16")
+    solver = ("+data.n_test=1", "batch_size=1", "rtol=1e-2", "atol=1e-2")
+    p = _on_run("likelihood", run, tmp_path, *data, *solver)
     assert p.returncode == 0, p.stderr
-    result = json.loads((tmp_path / "lik" / "likelihood.json").read_text())
+    result = json.loads((tmp_path / "likelihood" / "likelihood.json").read_text())
     assert result["complete"] and result["n_total"] == 1 and result["unit"] == "bits/dim"
     assert np.isfinite(result["result"]["mean"])
 

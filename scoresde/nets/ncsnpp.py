@@ -142,8 +142,10 @@ class NCSNpp(nn.Module):
             common = {"temb_dim": 4 * nf, "dropout": dropout, "skip_rescale": skip_rescale}
             common.update(init_scale=init_scale, **kw)
             if resblock_type == "ddpm":
-                return ResnetBlockDDPMpp(act, in_ch, out_ch, **common)
-            return ResnetBlockBigGANpp(act, in_ch, out_ch, fir=fir, fir_kernel=fir_kernel, **common)
+                return ResnetBlockDDPMpp(act, in_ch, out_ch=out_ch, **common)
+            return ResnetBlockBigGANpp(
+                act, in_ch, out_ch=out_ch, fir=fir, fir_kernel=fir_kernel, **common
+            )
 
         def attn(ch: int) -> AttnBlockpp:
             return AttnBlockpp(ch, skip_rescale=skip_rescale, init_scale=init_scale)

@@ -178,7 +178,30 @@ class Combine(nn.Module):
 
 
 class _ResBlock(nn.Module):
-    """Shared tail of both residual blocks: conv, + Dense(act(temb)), norm, act, dropout, conv."""
+    """Shared parts of both residual blocks: GroupNorm, act, conv, + Dense(act(temb)), GroupNorm,
+    act, dropout, conv (``init_scale``); the sum with the shortcut is divided by sqrt 2 with
+    ``skip_rescale``. No Dense layer when ``temb_dim`` is None."""
+
+    def __init__(
+        self,
+        act: nn.Module,
+        in_ch: int,
+        out_ch: int | None = None,
+        temb_dim: int | None = None,
+        dropout: float = 0.1,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+    ):
+        super().__init__()
+        out_ch = out_ch or in_ch
+        self.GroupNorm_0 = group_norm(in_ch)
+        self.Conv_0 = conv(in_ch, out_ch, 3)
+        if temb_dim is not None:
+            self.Dense_0 = linear(temb_dim, out_ch)
+        self.GroupNorm_1 = group_norm(out_ch)
+        self.Dropout_0 = nn.Dropout(dropout)
+        self.Conv_1 = conv(out_ch, out_ch, 3, scale=init_scale)
+        self.act, self.skip_rescale, self.in_ch, self.out_ch = act, skip_rescale, in_ch, out_ch
 
     def _branch(self, h: Tensor, temb: Tensor | None) -> Tensor:
         h = self.Conv_0(h)
@@ -190,39 +213,18 @@ class _ResBlock(nn.Module):
     def _sum(self, x: Tensor, h: Tensor) -> Tensor:
         return (x + h) / SQRT2 if self.skip_rescale else x + h
 
-    def _init_branch(self, act, in_ch, out_ch, temb_dim, dropout, init_scale, skip_rescale):
-        self.GroupNorm_0 = group_norm(in_ch)
-        self.Conv_0 = conv(in_ch, out_ch, 3)
-        if temb_dim is not None:
-            self.Dense_0 = linear(temb_dim, out_ch)
-        self.GroupNorm_1 = group_norm(out_ch)
-        self.Dropout_0 = nn.Dropout(dropout)
-        self.Conv_1 = conv(out_ch, out_ch, 3, scale=init_scale)
-        self.act, self.skip_rescale, self.in_ch, self.out_ch = act, skip_rescale, in_ch, out_ch
-
 
 class ResnetBlockDDPMpp(_ResBlock):
-    """DDPM's residual block; NIN (or 3x3 conv) shortcut when the channel count changes."""
+    """DDPM's residual block; NIN (or 3x3 conv) shortcut when the channel count changes.
+    ``branch``: the :class:`_ResBlock` options (``out_ch``, ``temb_dim``, ``dropout``, ...)."""
 
-    def __init__(
-        self,
-        act: nn.Module,
-        in_ch: int,
-        out_ch: int | None = None,
-        temb_dim: int | None = None,
-        conv_shortcut: bool = False,
-        dropout: float = 0.1,
-        skip_rescale: bool = False,
-        init_scale: float = 0.0,
-    ):
-        super().__init__()
-        out_ch = out_ch or in_ch
-        self._init_branch(act, in_ch, out_ch, temb_dim, dropout, init_scale, skip_rescale)
-        if in_ch != out_ch:
+    def __init__(self, act: nn.Module, in_ch: int, *, conv_shortcut: bool = False, **branch):
+        super().__init__(act, in_ch, **branch)
+        if self.in_ch != self.out_ch:
             if conv_shortcut:
-                self.Conv_2 = conv(in_ch, out_ch, 3)
+                self.Conv_2 = conv(self.in_ch, self.out_ch, 3)
             else:
-                self.NIN_0 = NIN(in_ch, out_ch)
+                self.NIN_0 = NIN(self.in_ch, self.out_ch)
         self.conv_shortcut = conv_shortcut
 
     def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
@@ -233,27 +235,24 @@ class ResnetBlockDDPMpp(_ResBlock):
 
 
 class ResnetBlockBigGANpp(_ResBlock):
-    """BigGAN's residual block with optional 2x up/down sampling (FIR or naive) inside."""
+    """BigGAN's residual block with optional 2x up/down sampling (FIR or naive) inside.
+    ``branch``: the :class:`_ResBlock` options; ``skip_rescale`` defaults to True here."""
 
     def __init__(
         self,
         act: nn.Module,
         in_ch: int,
-        out_ch: int | None = None,
-        temb_dim: int | None = None,
+        *,
         up: bool = False,
         down: bool = False,
-        dropout: float = 0.1,
         fir: bool = False,
         fir_kernel: Sequence[int] = (1, 3, 3, 1),
-        skip_rescale: bool = True,
-        init_scale: float = 0.0,
+        **branch,
     ):
-        super().__init__()
-        out_ch = out_ch or in_ch
-        self._init_branch(act, in_ch, out_ch, temb_dim, dropout, init_scale, skip_rescale)
-        if in_ch != out_ch or up or down:
-            self.Conv_2 = conv(in_ch, out_ch, 1)
+        branch.setdefault("skip_rescale", True)
+        super().__init__(act, in_ch, **branch)
+        if self.in_ch != self.out_ch or up or down:
+            self.Conv_2 = conv(self.in_ch, self.out_ch, 1)
         self.up, self.down, self.fir, self.fir_kernel = up, down, fir, tuple(fir_kernel)
 
     def _resample(self, x: Tensor) -> Tensor:
