@@ -1,6 +1,7 @@
 """``python -m scoresde.likelihood`` end to end on tiny checkpoints: results, resume, errors, --help."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from omegaconf import OmegaConf
 from scoresde.io.checkpoint import save_checkpoint
 from scoresde.io.runs import build_dataset, build_score_model, load_run
 from scoresde.likelihood import bits_per_dim
-from scoresde.likelihood.__main__ import LikelihoodCLIError, _batch_seed, evaluate
+from scoresde.likelihood.evaluation import LikelihoodCLIError, evaluate
+from scoresde.likelihood.records import batch_seed as _batch_seed
 
 FAST = ["rtol=1e-3", "atol=1e-3", "eps=1e-3", "threads=1", "progress=false"]
 
@@ -205,3 +207,80 @@ def test_help_describes_every_option(monkeypatch, capsys):
             head = line.strip().split("  ")[0]
             documented |= {k.strip() for k in head.split(",")}
     assert set(OmegaConf.to_container(_cfg([]))) <= documented
+
+
+def test_bound_is_reported_beside_the_ode_value(runs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    args = [f"ckpt={runs['digits']}", "max_samples=3", "batch_size=2", "bound=true"]
+    _main_in_process([*args, "bound_samples=8", *FAST, f"hydra.run.dir={out}"], monkeypatch)
+    stdout = capsys.readouterr().out
+    assert "bits/dim:" in stdout and "bound (continuous):" in stdout and "ODE:" in stdout
+    rec = json.loads((out / "likelihood.json").read_text())
+    b = rec["result"]["bound"]
+    assert rec["settings"]["bound"] is True and b["stderr"] > 0 and b["monte_carlo_stderr"] > 0
+    assert all(len(x["bound_values"]) == x["n"] for x in rec["batches"])
+    # vector data: the bound in nats, and the discrete bound is refused for it
+    vec = evaluate(
+        _cfg([f"ckpt={runs['moons']}", "max_samples=4", "bound=continuous", *FAST]), tmp_path / "v"
+    )
+    assert vec["unit"] == "nats" and math.isfinite(vec["result"]["bound"]["mean"])
+    with pytest.raises(LikelihoodCLIError, match="ddpm needs discrete data"):
+        evaluate(_cfg([f"ckpt={runs['moons']}", "bound=ddpm", *FAST]), tmp_path / "w")
+    with pytest.raises(LikelihoodCLIError, match="bound must be one of"):
+        evaluate(_cfg([f"ckpt={runs['moons']}", "bound=vlb", *FAST]), tmp_path / "w")
+
+
+def test_a_kill_mid_batch_then_rerun_writes_the_identical_file(runs, tmp_path, monkeypatch):
+    import scoresde.likelihood.evaluation as ev
+
+    common = [
+        f"ckpt={runs['moons']}",
+        "max_samples=6",
+        "batch_size=2",
+        "trace=resampled",
+        "probes=2",
+        *FAST,
+    ]
+    evaluate(_cfg(common), tmp_path / "full")
+    real, calls = ev.log_likelihood, []
+
+    def dies_in_the_third_batch(*a, **k):  # a kill while batch 2 is being computed
+        calls.append(1)
+        if len(calls) == 3:
+            raise _Killed
+        return real(*a, **k)
+
+    monkeypatch.setattr(ev, "log_likelihood", dies_in_the_third_batch)
+    with pytest.raises(_Killed):
+        evaluate(_cfg(common), tmp_path / "killed")
+    monkeypatch.setattr(ev, "log_likelihood", real)
+    partial = json.loads((tmp_path / "killed" / "likelihood.json").read_text())
+    assert [b["index"] for b in partial["batches"]] == [0, 1] and not partial["complete"]
+    evaluate(_cfg(common), tmp_path / "killed")
+    full = (tmp_path / "full" / "likelihood.json").read_bytes()
+    assert (tmp_path / "killed" / "likelihood.json").read_bytes() == full
+
+
+@pytest.mark.parametrize(
+    "change,keys",
+    [
+        (["trace=exact"], "trace"),
+        (["rtol=1e-4", "split=train"], "rtol, split"),
+        (["bound=true"], "bound"),
+    ],
+)
+def test_resume_with_a_different_setting_is_refused_listing_the_keys(runs, tmp_path, change, keys):
+    common = [f"ckpt={runs['moons']}", "max_samples=2", "batch_size=2", *FAST]
+    evaluate(_cfg(common), tmp_path)
+    with pytest.raises(LikelihoodCLIError, match=f"different settings \\({keys}\\)"):
+        evaluate(_cfg(common + change), tmp_path)
+
+
+def test_resume_from_another_checkpoint_is_refused(runs, tmp_path):
+    evaluate(_cfg([f"ckpt={runs['moons']}", "max_samples=2", *FAST]), tmp_path)
+    other = tmp_path / "other_run"
+    state = torch.load(runs["moons"] / "checkpoints" / "last.pt", weights_only=True)
+    save_checkpoint(other / "checkpoints" / "last.pt", state)
+    with pytest.raises(LikelihoodCLIError, match="different settings \\(checkpoint\\)"):
+        evaluate(_cfg([f"ckpt={other}", "max_samples=2", *FAST]), tmp_path)

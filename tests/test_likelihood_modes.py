@@ -49,43 +49,24 @@ def test_resampled_trace_is_unbiased_with_an_honest_standard_error(sde_cls):
     D = 6
     gm = _mixture(D, seed=3)
     x = gm.sample(48, generator=torch.Generator().manual_seed(1))
-    kw = {"rtol": 1e-6, "atol": 1e-6}
-    ex = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", **kw)
-    est = log_likelihood(
-        sde,
-        gm.score_fn(sde),
-        x,
-        trace="resampled",
-        probes=4,
-        generator=torch.Generator().manual_seed(2),
-        **kw,
-    )
+    ex = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", rtol=1e-6, atol=1e-6)
+
+    def estimate(trace):
+        g = torch.Generator().manual_seed(2)
+        return log_likelihood(
+            sde, gm.score_fn(sde), x, trace=trace, probes=4, generator=g, rtol=1e-6, atol=1e-6
+        )
+
+    est = estimate("resampled")
     z = (est.logp - ex.logp) / est.stderr
     assert est.stderr.min() > 1e-4  # the estimate is really noisy ...
     assert (z.abs() < 2).float().mean() >= 0.85, z  # ... and its stderr covers the error
     assert 0.4 < (z**2).mean() < 2.0, z  # neither over- nor under-stated on average
     assert abs(z.mean()) < 4 / len(z) ** 0.5  # no bias beyond 4 standard errors of the mean
     # fresh probes beat one fixed probe set of the same size on the same points
-    fixed = log_likelihood(
-        sde,
-        gm.score_fn(sde),
-        x,
-        trace="rademacher",
-        probes=4,
-        generator=torch.Generator().manual_seed(2),
-        **kw,
-    )
+    fixed = estimate("rademacher")
     assert (est.logp - ex.logp).abs().mean() < (fixed.logp - ex.logp).abs().mean()
-    # deterministic given the generator
-    again = log_likelihood(
-        sde,
-        gm.score_fn(sde),
-        x,
-        trace="resampled",
-        probes=4,
-        generator=torch.Generator().manual_seed(2),
-        **kw,
-    )
+    again = estimate("resampled")  # deterministic given the generator
     assert torch.equal(again.logp, est.logp)
 
 
