@@ -23,16 +23,16 @@ from scoresde.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [
-    "experiment=toy2d",
+    "data=digits",
+    "model=mlp",
     "logger=none",
     "device=cpu",
     "model.hidden=16",
     "model.num_blocks=1",
     "model.embed_dim=8",
     "model.dropout=0.1",
-    "data.n=512",
-    "data.n_test=64",
     "training.batch_size=32",
+    "training.plot=false",
     "training.progress=false",
     "training.steps=24",
     "training.log_every=3",
@@ -50,60 +50,96 @@ RUN = [
     "sampler.steps=4",
 ]
 
-# The child trains with one fault armed, then dies by SIGKILL when it fires:
+# One server process imports once, then forks one attempt per fault (an attempt is cheap; an
+# import is not). Each attempt trains with one fault armed and dies by SIGKILL when it fires:
 #   replace:<substring>:<k>  at the k-th os.replace onto a path containing <substring>
 #                            (the temp file of an atomic write is complete, not yet renamed)
 #   sample:<k>               inside the k-th sampler call (a periodic or final sample)
 #   append:<k>               half-way through the k-th append to losses.jsonl (a torn line)
-#   timer:<seconds>          at a random moment after the imports
-CHILD = r"""
-import os, signal, sys, threading
+#   timer:<seconds>          at a random moment
+#   none                     no fault (the server stops after the first attempt that finishes)
+# After each attempt the run directory is copied to <snapshots>/<i> for the readability check.
+SERVER = r"""
+import json, os, shutil, signal, sys, threading, traceback
 from hydra import compose, initialize_config_module
+import torch._dynamo  # noqa: F401 - the first Adam imports it (seconds): once, before forking
 import scoresde.io.runlog as runlog
 import scoresde.training.hooks as hooks
 from scoresde.training.trainer import train
 
-fault, run_dir, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
-kind, *arg = fault.split(":")
-count = [0]
+run_dir, snapshots, faults, overrides = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
 
-def armed():
-    count[0] += 1
-    return count[0] == int(arg[-1])
+def attempt(fault):
+    kind, *arg = fault.split(":")
+    count = [0]
 
-if kind == "replace":
-    real = os.replace
-    def replace(src, dst):
-        if arg[0] in str(dst) and armed():
-            die()
-        return real(src, dst)
-    os.replace = replace
-elif kind == "sample":
-    real_sample = hooks.sample
-    def sample(*a, **k):
-        if armed():
-            die()
-        return real_sample(*a, **k)
-    hooks.sample = sample
-elif kind == "append":
-    real_write = runlog.JsonlLog.write
-    def write(self, rows):
-        rows = list(rows)
-        if self.path.name == "losses.jsonl" and rows and armed():
-            text = "".join(runlog.json.dumps(r) + "\n" for r in rows)
-            with open(self.path, "a") as f:
-                f.write(text[: len(text) // 2 + 3])
-            die()
-        return real_write(self, rows)
-    runlog.JsonlLog.write = write
-elif kind == "timer":
-    threading.Timer(float(arg[0]), die).start()
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def armed():
+        count[0] += 1
+        return count[0] == int(arg[-1])
+
+    if kind == "replace":
+        real = os.replace
+
+        def replace(src, dst):
+            if arg[0] in str(dst) and armed():
+                die()
+            return real(src, dst)
+
+        os.replace = replace
+    elif kind == "sample":
+        real_sample = hooks.sample
+
+        def sample(*a, **k):
+            if armed():
+                die()
+            return real_sample(*a, **k)
+
+        hooks.sample = sample
+    elif kind == "append":
+        real_write = runlog.JsonlLog.write
+
+        def write(self, rows):
+            rows = list(rows)
+            if self.path.name == "losses.jsonl" and rows and armed():
+                text = "".join(runlog.json.dumps(r) + "\n" for r in rows)
+                with open(self.path, "a") as f:
+                    f.write(text[: len(text) // 2 + 3])
+                die()
+            return real_write(self, rows)
+
+        runlog.JsonlLog.write = write
+    elif kind == "timer":
+        threading.Timer(float(arg[0]), die).start()
+    train(cfg, run_dir)
+
+
 with initialize_config_module(version_base="1.3", config_module="scoresde.conf"):
-    cfg = compose("config", overrides=overrides)
-train(cfg, run_dir)
+    cfg = compose("config", overrides=overrides)  # the same config for every attempt
+    warm = compose("config", overrides=[*overrides, "training.steps=2", "training.resume=null"])
+train(warm, os.path.join(snapshots, "warm-up"))  # first-call costs paid once, before forking
+shutil.rmtree(os.path.join(snapshots, "warm-up"))
+codes = []
+for i, fault in enumerate(faults.split(",")):
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            attempt(fault)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    codes.append(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+    if os.path.isdir(run_dir):
+        shutil.copytree(run_dir, os.path.join(snapshots, str(i)))
+    if fault == "none" and codes[-1] == 0:
+        break
+print(json.dumps(codes))
 """
 
 
@@ -112,18 +148,23 @@ def cfg_of(*overrides):
         return compose("config", overrides=list(overrides))
 
 
-def _child(fault: str, run_dir: Path) -> int:
+def _attempts(faults: list[str], run_dir: Path, snapshots: Path) -> list[int]:
+    """Exit codes of the attempts (-9: killed), run by :data:`SERVER`."""
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    snapshots.mkdir()
+    args = [str(run_dir), str(snapshots), ",".join(faults), *RUN, "training.resume=auto"]
     p = subprocess.run(
-        [sys.executable, "-c", CHILD, fault, str(run_dir), *RUN, "training.resume=auto"],
+        [sys.executable, "-c", SERVER, *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert p.returncode in (0, -9), p.stderr[-3000:]
-    return p.returncode
+    assert p.returncode == 0, p.stderr[-3000:]
+    codes = json.loads(p.stdout.strip().splitlines()[-1])
+    assert all(c in (0, -9) for c in codes), (codes, p.stderr[-3000:])
+    return codes
 
 
 def _assert_readable(run_dir: Path) -> None:
@@ -152,19 +193,17 @@ def test_killed_anywhere_and_resumed_equals_an_uninterrupted_run(tmp_path):
         "replace:last.pt:2",  # during the checkpoint write of step 8 (resume from 4)
         "sample:2",  # during the periodic sample of step 12 (resume from 8)
         "append:3",  # half-way through appending the losses of step 15 (a torn last line)
-        "replace:.png:2",  # during the sample grid write of step 18 (resume from 16)
+        "replace:.png:1",  # during the sample grid write of step 18 (resume from 16)
         "sample:2",  # during the final sample, after the last checkpoint
         "replace:likelihood.json:1",  # during the final likelihood.json write
-    ]
-    for fault in faults:
-        assert _child(fault, run) == -9, fault
-        _assert_readable(run)
+    ]  # then one kill at a random moment, and resume until done
     seed = random.randrange(10**6)
-    for attempt in range(4):  # random kills, then resume until done
-        delay = random.Random(seed + attempt).uniform(0.0, 1.5)
-        if _child(f"timer:{delay:.2f}" if attempt < 2 else "none", run) == 0:
-            break
-        _assert_readable(run)
+    timer = f"timer:{random.Random(seed).uniform(0.0, 1.0):.2f}"
+    codes = _attempts([*faults, timer, "none", "none"], run, tmp_path / "snapshots")
+    assert codes[: len(faults)] == [-9] * len(faults), codes  # every planned fault fired
+    assert codes[-1] == 0, codes
+    for snap in sorted((tmp_path / "snapshots").iterdir()):
+        _assert_readable(snap)
     assert read_jsonl(run / "losses.jsonl") == read_jsonl(ref / "losses.jsonl"), seed
     a, b = load_checkpoint(ref), load_checkpoint(run)
     assert a["step"] == b["step"] == 24
