@@ -12,14 +12,14 @@ Artifacts go to Hydra's output directory (``outputs/<date>/<time>`` or the sweep
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from scoresde.cli import RunContext, run_command
 
 __all__ = ["job_name_and_group", "main", "run"]
 
@@ -73,19 +73,15 @@ def run(cfg: DictConfig, run_dir: str | Path, name: str | None = None, group: st
     return result
 
 
-@hydra.main(version_base="1.3", config_path="pkg://scoresde.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    hc = HydraConfig.get()
-    name, group = job_name_and_group(hc)
-    from scoresde.training.trainer import NonFiniteLossError
+def _train(cfg: DictConfig, ctx: RunContext):
+    """One training job in the runner's run directory (wandb name / group from the Hydra job)."""
+    name, group = job_name_and_group(HydraConfig.get())
+    return run(cfg, ctx.out_dir, name=name, group=group)
 
-    try:
-        run(cfg, hc.runtime.output_dir, name=name, group=group)
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        if hc.mode == RunMode.MULTIRUN:
-            raise
-        sys.exit(3)
+
+def main() -> None:
+    """``python -m scoresde.train``: :func:`run` through :func:`scoresde.cli.run_command`."""
+    run_command("train", "config", _train)
 
 
 if __name__ == "__main__":

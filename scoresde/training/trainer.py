@@ -37,6 +37,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from scoresde.errors import NonFiniteError
 from scoresde.io.atomic import write_json_atomic, write_text_atomic
 from scoresde.io.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from scoresde.io.runs import build_dataset, build_score_model, build_sde
@@ -56,7 +57,7 @@ WEIGHTINGS = ("sigma2", "likelihood")
 REDUCES = ("mean", "sum")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError):
     """The loss became NaN/inf; the message names the step and the last good checkpoint."""
 
 
