@@ -123,7 +123,8 @@ def to_levels(
             raise ValueError("x must be finite (it contains NaN or inf)")
         if x.numel() and (x.min() < lo - 1e-6 * (hi - lo) or x.max() > hi + 1e-6 * (hi - lo)):
             raise ValueError(
-                f"x must lie in data_range [{lo}, {hi}], got values in [{x.min().item():.4g}, "
+                f"x must lie in the declared data_range [{lo}, {hi}]; found values in "
+                f"[{x.min().item():.4g}, "
                 f"{x.max().item():.4g}]"
             )
         v = (x.double() - lo) / (hi - lo) * (levels - 1)
