@@ -2,11 +2,11 @@
 
 For each command (``train`` on a tiny toy config, ``likelihood`` and ``generate`` of that run) the
 script first runs it uninterrupted (the reference), then ``--trials`` times: start it in a fresh
-output directory, SIGKILL it at a random time drawn uniformly between its first file write and
-the reference's wall time, scan the directory for unreadable files, rerun the same command (train
-with ``training.resume=auto``; likelihood and generate rerun in the same output directory) until
-it exits 0 (at most ``--max-reruns`` times), scan again and compare the result with the
-reference's:
+output directory, SIGKILL it at a random time drawn uniformly between its first file write and the
+reference's wall time (redrawn, in a fresh directory, when the run ends first), scan the directory
+for unreadable files, rerun the same command (train with ``training.resume=auto``; likelihood and
+generate rerun in the same output directory) until it exits 0 (at most ``--max-reruns`` times), scan
+again and compare the result with the reference's:
 
 - ``train``: the final ``checkpoints/last.pt`` weights (model and EMA) and ``losses.jsonl``,
   bit for bit;
@@ -188,8 +188,12 @@ def first_write_s(cmd: Command, out: Path) -> tuple[float, float]:
     return (first if first is not None else 0.5 * total), total
 
 
-def kill_at(cmd: Command, out: Path, at_s: float) -> bool:
-    """Start the command and SIGKILL it ``at_s`` seconds later; True when it was still running."""
+def kill_at(cmd: Command, out: Path, at_s: float) -> float | None:
+    """Start the command and SIGKILL it ``at_s`` seconds later.
+
+    Returns None when it was killed mid-run, else the seconds it took to finish on its own.
+    """
+    t0 = time.perf_counter()
     p = subprocess.Popen(
         _argv(cmd, out),
         cwd=out.parent,
@@ -199,11 +203,11 @@ def kill_at(cmd: Command, out: Path, at_s: float) -> bool:
     )
     try:
         p.wait(timeout=at_s)
-        return False  # finished before the kill
+        return time.perf_counter() - t0  # finished before the kill
     except subprocess.TimeoutExpired:
         p.send_signal(signal.SIGKILL)
         p.wait()
-        return True
+        return None
 
 
 # ------------------------------------------------------------------------------ checking files
@@ -312,8 +316,16 @@ def run_trials(cmd: Command, work: Path, trials: int, rng: random.Random, max_re
     for i in range(trials):
         out = work / f"{cmd.name}_{i:02d}"
         t0 = time.perf_counter()
-        at = rng.uniform(0.9 * first, total)
-        interrupted = kill_at(cmd, out, at)
+        # The machine's load changes run times: when a run ends before its kill, learn its
+        # duration and draw again in a fresh directory, so that every trial is a mid-run kill.
+        for _attempt in range(4):
+            at = rng.uniform(0.9 * first, total)
+            took = kill_at(cmd, out, at)
+            interrupted = took is None
+            if interrupted:
+                break
+            total = max(first / 0.9 + 0.1, 0.95 * min(total, took))
+            shutil.rmtree(out, ignore_errors=True)
         corrupt_kill, _ = scan(out)
         reruns, finished, note = 0, False, ""
         while reruns < max_reruns and not finished:

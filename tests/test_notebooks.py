@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import jupytext  # a dev dependency: the pairing check must run, never be skipped
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,6 @@ def _cells(cells) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_notebook_matches_its_script(name: str) -> None:
     """Cell types and sources (not outputs) of the .ipynb equal those read from its .py pair."""
-    jupytext = pytest.importorskip("jupytext")
     nb = json.loads((NOTEBOOK_DIR / name).read_text(encoding="utf-8"))
     script = NOTEBOOK_DIR / (Path(name).stem + ".py")
     paired = jupytext.read(script)

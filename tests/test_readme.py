@@ -92,3 +92,39 @@ def test_readme_python_block_runs_on_its_own(block_id: str, code: str, tmp_path:
         f"README block {block_id} failed (exit {out.returncode}):\n{code}\n"
         f"--- stderr ---\n{out.stderr[-4000:]}"
     )
+
+
+_THREADS_PROBE = """
+import torch
+torch.set_num_threads(3)
+import scoresde
+from scoresde import VPSDE, GaussianMixture, ScoreModel, build_net, dsm_loss, log_likelihood, sample
+from scoresde.data import get_dataset
+
+sde = VPSDE()
+gm = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], 0.3)
+get_dataset("moons", n=64, n_test=16).get_batch(torch.arange(8))
+get_dataset("digits", "test")
+model = ScoreModel(build_net("mlp", (2,)), sde)
+dsm_loss(model, sde, gm.sample(16)).backward()
+sample(sde, gm.score_fn(sde), (16, 2), method="unipc", steps=5)
+log_likelihood(sde, model.score_fn(), gm.sample(4), trace="exact", rtol=1e-2, atol=1e-2)
+print(torch.get_num_threads())
+"""
+
+
+def test_library_leaves_torch_threads_alone(tmp_path: Path) -> None:
+    """Importing the package, reading data, training steps, sampling, likelihood: threads stay."""
+    env = dict(os.environ, WANDB_MODE="disabled", MPLBACKEND="Agg")
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "3", "library code changed torch's intra-op thread count"
