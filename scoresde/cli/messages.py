@@ -18,6 +18,7 @@ from hydra.errors import (
     OverrideParseException,
 )
 from omegaconf.errors import (
+    ConfigAttributeError,
     ConfigKeyError,
     MissingMandatoryValue,
     OmegaConfBaseException,
@@ -93,7 +94,9 @@ def _composition(e: BaseException, command: str, keys: KeyLister | None) -> str:
             f"{key} is not a config group of {command}; "
             f"{_listing(keys, '', 'its groups and keys are')}"
         )
-    if isinstance(omega, ConfigKeyError) or "not in struct" in str(omega or ""):
+    if isinstance(omega, (ConfigKeyError, ConfigAttributeError)) or "not in struct" in str(
+        omega or ""
+    ):
         parent = (key or "").rpartition(".")[0]
         where = f" under {parent}" if parent else ""
         if not key:
