@@ -314,3 +314,28 @@ def test_generate_file_scores_as_the_same_samples_drawn_in_memory(tmp_path, digi
     levels = run_evaluation(samples=str(tmp_path / "levels.npz"), data={"name": "digits"},
                             num_samples=None, **common)  # fmt: skip
     assert levels["per_seed"][0]["fd"] == pytest.approx(fd_mem, rel=0.2)
+
+
+def test_two_process_evaluate_scores_the_samples_of_one_process(tmp_path):
+    _tiny_run(tmp_path / "run")
+    args = [f"ckpt={tmp_path / 'run'}", "num_samples=64", "seeds=[0,1]", "batch_size=16"]
+    one = run_evaluation(
+        ckpt=str(tmp_path / "run"), num_samples=64, seeds=[0, 1], batch_size=16, progress=False
+    )
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+    }
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "scoresde.evaluate", *args, "progress=false", f"hydra.run.dir={tmp_path / 'two'}"]  # fmt: skip
+    p = subprocess.run(
+        cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("wrote ") == 1  # rank 0 alone reports
+    two = json.loads((tmp_path / "two" / "evaluate.json").read_text())
+    assert two["processes"] == 2 and two["nfe_per_set"] == one["nfe_per_set"]
+    for a, b in zip(one["per_seed"], two["per_seed"]):
+        assert a == b
