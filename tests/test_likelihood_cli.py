@@ -284,3 +284,40 @@ def test_resume_from_another_checkpoint_is_refused(runs, tmp_path):
     save_checkpoint(other / "checkpoints" / "last.pt", state)
     with pytest.raises(LikelihoodCLIError, match="different settings \\(checkpoint\\)"):
         evaluate(_cfg([f"ckpt={other}", "max_samples=2", *FAST]), tmp_path)
+
+
+def test_torchrun_two_processes_shard_batches_and_equal_one_process(runs, tmp_path):
+    import os
+    import subprocess
+
+    common = [
+        f"ckpt={runs['moons']}",
+        "max_samples=7",
+        "batch_size=2",
+        "trace=resampled",
+        "probes=2",
+        *FAST,
+    ]
+    one = evaluate(_cfg(common), tmp_path / "one")
+    out = tmp_path / "two"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "scoresde.likelihood",
+        *common,
+        f"hydra.run.dir={out}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    for _attempt in range(2):  # a free-port race under a loaded machine: retry once
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+        if res.returncode == 0:
+            break
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("NLL:") == 1  # rank 0 alone reports
+    two = json.loads((out / "likelihood.json").read_text())
+    assert two["complete"] and [b["index"] for b in two["batches"]] == [0, 1, 2, 3]
+    assert [b["values"] for b in two["batches"]] == [b["values"] for b in one["batches"]]

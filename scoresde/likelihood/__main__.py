@@ -1,38 +1,34 @@
 """``python -m scoresde.likelihood``: likelihood (and optionally the variational bound) of a trained
-run on a dataset split. The library code is :mod:`scoresde.likelihood.evaluation`; options are in
-``conf/likelihood.yaml`` (``--help``)."""
+run on a dataset split; ``torchrun --nproc_per_node=K -m scoresde.likelihood ...`` shards the
+batches over K processes. The library code is :mod:`scoresde.likelihood.evaluation`; options are
+in ``conf/likelihood.yaml`` (``--help``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from scoresde.cli import RunContext, run_command
 from scoresde.likelihood.evaluation import RESULT_FILE, evaluate, report
 
 
-@hydra.main(version_base="1.3", config_path="pkg://scoresde.conf", config_name="likelihood")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the mean (bits/dim or nats) for sweepers."""
+def _likelihood(cfg: DictConfig, ctx: RunContext) -> float | None:
+    """One job: evaluate, print the report on rank 0; returns the mean for sweepers."""
     from scoresde.io.loggers import make_logger
 
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    logger, code = None, 0
+    logger = make_logger(cfg.logger, cfg, ctx.out_dir, name="likelihood") if ctx.is_main else None
+    code = 1
     try:
-        logger = make_logger(cfg.logger, cfg, output_dir, name="likelihood")
-        record = evaluate(cfg, output_dir, log=logger.log)
-        print(report(record, output_dir / RESULT_FILE))
+        record = evaluate(cfg, ctx.out_dir, log=logger.log if logger else None, process=ctx.process)
+        ctx.print(report(record, ctx.out_dir / RESULT_FILE))
+        code = 0
         return record["result"].get("mean")
-    except ValueError as e:
-        code = 2
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(code)
     finally:
         if logger is not None:
             logger.finish(exit_code=code)
+
+
+def main() -> None:
+    run_command("likelihood", "likelihood", _likelihood, distributed_job=True)
 
 
 if __name__ == "__main__":

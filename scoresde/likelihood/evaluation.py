@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from scoresde.io import distributed
 from scoresde.io.atomic import write_json_atomic
 from scoresde.likelihood.bounds import BOUNDS, elbo
 from scoresde.likelihood.bpd import bits_per_dim
@@ -111,9 +112,18 @@ def _fetch(ds, idx: list[int]):
 
 
 def evaluate(
-    cfg: DictConfig, output_dir: Path, log: Callable[[dict[str, Any], int], None] | None = None
+    cfg: DictConfig,
+    output_dir: Path,
+    log: Callable[[dict[str, Any], int], None] | None = None,
+    process: distributed.ProcessInfo | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation described by ``cfg`` into ``output_dir``; returns the written record."""
+    """Run the evaluation described by ``cfg`` into ``output_dir``; returns the written record.
+
+    Under torchrun (``process.world > 1``) the batches still to do are sharded over the ranks
+    (rank r takes every W-th), each computed exactly as one process would (same items, same
+    per-batch seed); rank 0 gathers them and alone writes ``likelihood.json`` (after each of its own
+    batches, and complete at the end), so the file equals a one-process run's.
+    """
     from scoresde.io.checkpoint import CheckpointError
     from scoresde.io.runs import build_dataset, load_run
 
@@ -179,6 +189,9 @@ def evaluate(
     todo = [b for b in range(n_batches) if b not in done]
     if cfg.max_batches is not None:
         todo = todo[: int(cfg.max_batches)]
+    process = process or distributed.process_info()
+    todo = todo[distributed.shard_slice(len(todo), process)]
+    write = process.is_main
     bar = tqdm(
         total=n_batches,
         initial=len(done),
@@ -239,7 +252,8 @@ def evaluate(
             batches.sort(key=lambda r: r["index"])
             record["result"] = summary(batches, dim, unit)
             record["complete"] = len(batches) == n_batches
-            write_json_atomic(out_file, record)
+            if write:
+                write_json_atomic(out_file, record)
             bar.update(1)
             bar.set_postfix(mean=f"{record['result']['mean']:.4f}", nfe=int(nfe))
             if log is not None:
@@ -253,6 +267,13 @@ def evaluate(
                 )
     finally:
         bar.close()
+    if process.world > 1:
+        gathered = distributed.gather_objects(batches)
+        if gathered is None:  # not rank 0: rank 0 writes the file
+            record["result"], record["complete"] = summary(batches, dim, unit), False
+            return record
+        merged = {b["index"]: b for part in gathered for b in part}
+        batches[:] = [merged[i] for i in sorted(merged)]
     record["result"] = summary(batches, dim, unit)
     record["complete"] = len(batches) == n_batches
     write_json_atomic(out_file, record)
