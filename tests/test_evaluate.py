@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde.evaluate import _sampler_options, load_samples_npz, run_evaluation, summarize
-from scoresde.features import (
+from scoresde.evaluation import (
     FeatureNet,
     NetFeatures,
     fashion_mnist_root,
@@ -19,9 +18,13 @@ from scoresde.features import (
     load_feature_dataset,
     load_feature_net,
     make_feature_extractor,
+    run_evaluation,
+    sampler_options,
     save_feature_net,
+    summarize,
     train_feature_net,
 )
+from scoresde.generation import load_samples
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,8 +87,8 @@ def test_sampler_options_merge_over_the_run_and_replace_on_a_new_method():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"sampler": {"method": "pc", "steps": 100, "snr": 0.16}})
-    assert _sampler_options(cfg, {"steps": 10}) == {"method": "pc", "steps": 10, "snr": 0.16}
-    assert _sampler_options(cfg, {"method": "ode", "rtol": 1e-3}) == {"method": "ode", "rtol": 1e-3}
+    assert sampler_options(cfg, {"steps": 10}) == {"method": "pc", "steps": 10, "snr": 0.16}
+    assert sampler_options(cfg, {"method": "ode", "rtol": 1e-3}) == {"method": "ode", "rtol": 1e-3}
 
 
 def test_image_metrics_in_digits_features_separate_real_from_noise(digits_cache, tmp_path):
@@ -93,7 +96,7 @@ def test_image_metrics_in_digits_features_separate_real_from_noise(digits_cache,
     real_train, _ = load_feature_dataset("digits", "train")
     np.savez(tmp_path / "real.npz", x=real_train.numpy())
     noise = torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    np.savez(tmp_path / "noise.npz", samples=noise[:, 0].numpy())  # [N, H, W] gets a channel
+    np.savez(tmp_path / "noise.npz", samples_model=noise[:, 0].numpy())  # [N, H, W] gets a channel
     common = {
         "data": {"name": "digits"},
         "num_samples": 300,
@@ -120,8 +123,8 @@ def test_evaluate_rejects_ambiguous_input(tmp_path):
     with pytest.raises(ValueError, match="exactly one of ckpt"):
         run_evaluation()
     np.savez(tmp_path / "bad.npz", y=np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="'x' or 'samples'"):
-        load_samples_npz(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="bad.npz: no samples array"):
+        load_samples(tmp_path / "bad.npz")
 
 
 # ---------------------------------------------------------------------------- CLI on an .npz
@@ -129,7 +132,7 @@ def test_evaluate_cli_on_npz_writes_json(tmp_path):
     g = torch.Generator().manual_seed(0)
     real = torch.randn(800, 2, generator=g)
     np.savez(tmp_path / "real.npz", x=real.numpy())
-    np.savez(tmp_path / "fake.npz", samples=(torch.randn(1200, 2, generator=g) + 0.5).numpy())
+    np.savez(tmp_path / "fake.npz", samples_model=(torch.randn(1200, 2, generator=g) + 0.5).numpy())
     out = tmp_path / "out"
     env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
     cmd = [
@@ -250,5 +253,15 @@ def test_evaluate_image_checkpoint_in_digits_features_clips_samples(tmp_path, di
     )
     assert r["kind"] == "image" and r["features"] == "digits" and r["clip"] is True
     assert set(r["summary"]) == {"fd", "kid", "kid_std", "precision", "recall"}
-    saved = load_samples_npz(tmp_path / "s" / "samples_seed0.npz")
-    assert saved.shape == (100, 1, 8, 8) and saved.abs().max() <= 1.0
+    saved = load_samples(tmp_path / "s" / "samples_seed0.npz")
+    assert saved.shape == (100, 1, 8, 8)  # model range, as generate writes them
+    # the saved file scores as the samples in memory did (same set, same seed)
+    again = run_evaluation(
+        samples=str(tmp_path / "s" / "samples_seed0.npz"),
+        data={"name": "digits"},
+        num_samples=None,
+        seeds=[0],
+        feature_cache=str(digits_cache[0]),
+        options={"kid_subsets": 5},
+    )
+    assert again["per_seed"][0]["fd"] == pytest.approx(r["per_seed"][0]["fd"], rel=1e-6)

@@ -12,7 +12,14 @@ from scoresde.cli.messages import (
     exit_code,
     message,
 )
-from scoresde.cli.runner import DEBUG_ENV, RunContext, check_threads, prepare, run_command
+from scoresde.cli.runner import (
+    DEBUG_ENV,
+    RunContext,
+    check_keys,
+    check_threads,
+    prepare,
+    run_command,
+)
 
 __all__ = [
     "DEBUG_ENV",
@@ -21,6 +28,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_OTHER",
     "RunContext",
+    "check_keys",
     "check_threads",
     "exit_code",
     "message",

@@ -99,11 +99,12 @@ def _composition(e: BaseException, command: str, keys: KeyLister | None) -> str:
     ):
         parent = (key or "").rpartition(".")[0]
         where = f" under {parent}" if parent else ""
+        if not key:
+            return f"unknown config key for {command}: {_one_line(text)}"
+        hint = " (prefix with + to add a new key)" if "use +" in text else ""
         return (
-            f"unknown config key {key!r} for {command}{where}; "
-            f"{_listing(keys, parent, 'valid keys are')} (prefix with + to add a new key)"
-            if key
-            else f"unknown config key for {command}: {_one_line(text)}"
+            f"unknown config key {key!r} for {command}{where}: {command} does not use it, so it "
+            f"is refused rather than ignored; {_listing(keys, parent, 'valid keys are')}{hint}"
         )
     if isinstance(omega, (ValidationError, MissingMandatoryValue)) and key:
         return f"{key}: {_first_line(omega)}"

@@ -21,7 +21,7 @@ import random
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from scoresde.cli.messages import EXIT_OK, exit_code, message
+from scoresde.errors import ConfigError
 from scoresde.io import distributed
 from scoresde.io.distributed import ProcessInfo
 
-__all__ = ["DEBUG_ENV", "RunContext", "check_threads", "prepare", "run_command"]
+__all__ = ["DEBUG_ENV", "RunContext", "check_keys", "check_threads", "prepare", "run_command"]
 
 DEBUG_ENV = "SCORESDE_DEBUG"
 CONFIG_MODULE = "scoresde.conf"
@@ -106,6 +107,17 @@ def prepare(
     return RunContext(command, Path(out_dir), device, info)
 
 
+def check_keys(cfg: DictConfig, schema: type, prog: str) -> None:
+    """Refuse top-level keys of ``cfg`` that the dataclass ``schema`` does not declare."""
+    known = {f.name for f in fields(schema)}
+    extra = sorted(set(cfg) - known)
+    if extra:
+        raise ConfigError(
+            f"{', '.join(extra)}: not used by {prog} (it would be ignored, so it is refused); "
+            f"valid keys are: {', '.join(sorted(known))}"
+        )
+
+
 def _overrides(argv: Sequence[str]) -> list[str]:
     return [a for a in argv if not a.startswith("-")]
 
@@ -137,12 +149,15 @@ def run_command(
     main: Callable[[DictConfig, RunContext], Any],
     *,
     distributed_job: bool = False,
+    schema: type | None = None,
     argv: Sequence[str] | None = None,
 ) -> Any:
     """``python -m scoresde.<command>``: Hydra composes ``conf/<config_name>.yaml`` with the
     command-line overrides, :func:`prepare` sets the job up, ``main(cfg, ctx)`` does the work.
 
-    Returns what ``main`` returned. On an error, prints one ``error: ...`` line (the traceback
+    ``schema`` (the command's structured config) refuses top-level keys it does not declare, such
+    as ``+sde=ve`` for a command that takes the SDE from the checkpoint. Returns what ``main``
+    returned. On an error, prints one ``error: ...`` line (the traceback
     first when ``SCORESDE_DEBUG=1``) and raises ``SystemExit`` with the exit code.
     """
     prog = f"python -m scoresde.{command}"
@@ -151,6 +166,8 @@ def run_command(
 
     def job(cfg: DictConfig) -> Any:
         try:
+            if schema is not None:
+                check_keys(cfg, schema, prog)
             out_dir = HydraConfig.get().runtime.output_dir
             ctx = prepare(cfg, command, out_dir, distributed_job=distributed_job)
             result["value"] = main(cfg, ctx)
