@@ -3,8 +3,9 @@
 For each model (the default main-job model -- digits with the MLP -- and ``unet_small`` on digits),
 in a fresh subprocess so peak memory is per model:
 
-- ``loop``: :meth:`scoresde.training.trainer.Trainer.train_step` + the periodic bookkeeping (batch indexing,
-  warmup lr, per-step seeded noise, gradient clipping, EMA update, loss buffering and logging).
+- ``loop``: :class:`scoresde.training.loop.Loop` running :meth:`Trainer.train_step` and the periodic
+  hooks (batch indexing, warmup lr, per-step seeded noise, gradient clipping, EMA update, loss
+  buffering and logging).
 - ``bare``: ``zero_grad; dsm_loss(model, sde, x).backward(); adam.step()`` on a fixed batch of the
   same model -- the floor the loop is compared with.
 
@@ -93,9 +94,7 @@ def _one(label: str, device: str, steps: int, blocks: int, threads: int) -> dict
     def loop_block(n):
         sync()
         t0 = time.perf_counter()
-        for _ in range(n):
-            tr.train_step()
-            tr.periodic()
+        tr.loop.run(tr.step, tr.step + n)  # the shared loop with the run's periodic hooks
         tr.flush()
         sync()
         return (time.perf_counter() - t0) / n

@@ -13,6 +13,7 @@ one for ``loss=ddpm`` or ``loss=ncsn`` is an error (never silently dropped).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +21,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from scoresde import losses
+
 __all__ = [
-    "DSM_ONLY",
     "LOSSES",
+    "LOSS_FUNCTIONS",
+    "LOSS_OPTIONS",
     "SCHEMA_GROUP",
     "ClassifierTaskConfig",
     "LikelihoodOptions",
@@ -33,10 +37,21 @@ __all__ = [
     "training_options",
 ]
 
-LOSSES = ("dsm", "ddpm", "ncsn")
 WEIGHTINGS = ("sigma2", "likelihood")
 REDUCES = ("mean", "sum")
-DSM_ONLY = ("weighting", "importance_sampling", "eps")  # options of dsm_loss alone
+# the losses by name, and the options of one loss only (null: that loss's own default; ``reduce``
+# is common to all)
+LOSS_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "dsm": losses.dsm_loss,
+    "ddpm": losses.ddpm_loss,
+    "ncsn": losses.ncsn_loss,
+}
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dsm": ("weighting", "importance_sampling", "eps"),
+    "ddpm": (),
+    "ncsn": (),
+}
+LOSSES = tuple(LOSS_FUNCTIONS)
 SCHEMA_GROUP = "schema"  # ConfigStore group of the schemas (not a group a user picks from)
 
 
@@ -165,7 +180,27 @@ def task_options(node: Any) -> ScoreTaskConfig | ClassifierTaskConfig:
     name = (node or {}).get("name", "score") if node is not None else "score"
     if name not in TASKS:
         raise ValueError(f"task.name must be one of {sorted(TASKS)} for training, got {name!r}")
-    return _typed(TASKS[name], node, "task")
+    task = _typed(TASKS[name], node, "task")
+    if isinstance(task, ClassifierTaskConfig):
+        for key in (
+            "steps",
+            "batch_size",
+            "eval_n",
+            "hidden",
+            "num_blocks",
+            "channels",
+            "embed_dim",
+        ):
+            v = getattr(task, key)
+            _check(_is_int(v, 1), f"task.{key} must be an integer >= 1, got {v!r}")
+        _check(_is_int(task.log_every, 0), "task.log_every must be an integer >= 0")
+        _check(task.lr > 0, f"task.lr must be > 0, got {task.lr!r}")
+        _check(0 < task.eps < 1, f"task.eps must lie in (0, 1), got {task.eps!r}")
+        _check(
+            len(task.eval_times) > 0 and all(0 <= v <= 1 for v in task.eval_times),
+            f"task.eval_times must be times in [0, 1], got {task.eval_times!r}",
+        )
+    return task
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -191,11 +226,11 @@ def _check_training(t: TrainingConfig) -> None:
     _check(0.0 <= t.ema_decay < 1.0, f"training.ema_decay must be in [0, 1), got {t.ema_decay!r}")
     _check(t.loss in LOSSES, f"training.loss must be one of {list(LOSSES)}, got {t.loss!r}")
     _check(t.reduce in REDUCES, f"training.reduce must be one of {list(REDUCES)}, got {t.reduce!r}")
-    if t.loss != "dsm":
-        for key in DSM_ONLY:
+    for loss, keys in LOSS_OPTIONS.items():
+        for key in keys if loss != t.loss else ():
             _check(
                 getattr(t, key) is None,
-                f"training.{key} is an option of training.loss=dsm only; remove it for "
+                f"training.{key} is an option of training.loss={loss} only; remove it for "
                 f"training.loss={t.loss} (got training.{key}={getattr(t, key)!r})",
             )
     _check(
@@ -236,7 +271,7 @@ def _check_training(t: TrainingConfig) -> None:
 
 
 def loss_options(t: TrainingConfig) -> dict[str, Any]:
-    """Keyword arguments of the chosen loss: ``reduce`` and the dsm options that are set."""
+    """Keyword arguments of the chosen loss: ``reduce`` and its own options that are set."""
     out: dict[str, Any] = {"reduce": t.reduce}
-    out.update({k: getattr(t, k) for k in DSM_ONLY if getattr(t, k) is not None})
+    out.update({k: getattr(t, k) for k in LOSS_OPTIONS[t.loss] if getattr(t, k) is not None})
     return out

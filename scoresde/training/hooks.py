@@ -32,6 +32,11 @@ from scoresde.training.batches import EVAL, LIKELIHOOD, SAMPLE, get_batch, mix_s
 from scoresde.training.config import LikelihoodOptions, TrainingConfig
 from scoresde.training.loop import Every
 
+try:  # scoresde.sampling.method_options (issue 10); this try goes once that has landed
+    from scoresde.sampling import method_options
+except ImportError:  # pragma: no cover - depends on the branch
+    method_options = None
+
 __all__ = ["Evaluator", "check_likelihood_options", "check_sampler_options", "fork_rng"]
 
 # sample() arguments that are not options of a method (the sampler config may set them)
@@ -47,11 +52,12 @@ def check_sampler_options(sampler: Mapping[str, Any]) -> dict[str, Any]:
     method = opts.get("method", "pc")
     if method not in METHODS:
         raise ValueError(f"sampler.method must be one of {list(METHODS)}, got {method!r}")
-    method_opts = {k: v for k, v in opts.items() if k not in ("method", "steps", *_SAMPLE_KEYS)}
     try:
-        # the single call site to switch to scoresde.sampling.method_options (issue 10) once it
-        # lands: method_options(method, steps=..., **method_opts)
-        _sampling_api._options(method, opts.get("steps"), method_opts)
+        if method_options is not None:  # the sampler's own options check (issue 10's interface)
+            method_options(method, **{k: v for k, v in opts.items() if k != "method"})
+        else:  # before it lands: the same check through the sampling API's validator
+            rest = {k: v for k, v in opts.items() if k not in ("method", "steps", *_SAMPLE_KEYS)}
+            _sampling_api._options(method, opts.get("steps"), rest)
     except (ValueError, TypeError) as e:
         raise ValueError(f"sampler: {e}") from e
     eps = opts.get("eps")

@@ -33,25 +33,14 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from scoresde import losses
 from scoresde.io.checkpoint import save_checkpoint
 from scoresde.io.loggers import NullLogger, make_logger
 from scoresde.io.runs import build_dataset, build_score_model, build_sde
-from scoresde.training.batches import (
-    AUGMENT,
-    DROPOUT,
-    NOISE,
-    DataOrder,
-    drop_labels,
-    get_batch,
-    mix_seed,
-)
-from scoresde.training.config import loss_options, training_options
+from scoresde.training import batches
+from scoresde.training.batches import DataOrder, drop_labels, get_batch, mix_seed
+from scoresde.training.config import LOSS_FUNCTIONS, loss_options, training_options
 from scoresde.training.ema import EMA
-from scoresde.training.hooks import (
-    Evaluator,
-    plot_losses,
-)
+from scoresde.training.hooks import Evaluator, plot_losses
 from scoresde.training.loop import Every, Loop, adam, warmup_lr
 from scoresde.training.setup import (
     check_run_config,
@@ -63,8 +52,6 @@ from scoresde.training.state import load_training_state, resume_path, training_s
 from scoresde.training.steplog import NonFiniteLossError, StepLog
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "resolve_device", "train"]
-
-LOSS_FUNCTIONS = {"dsm": losses.dsm_loss, "ddpm": losses.ddpm_loss, "ncsn": losses.ncsn_loss}
 
 
 @dataclass
@@ -110,30 +97,29 @@ class Trainer:
         torch.manual_seed(self.seed)  # the same initial weights on every rank
         self.sde = build_sde(cfg.sde)
         self.model = build_score_model(cfg, self.info, self.sde).to(self.device)
-        torch.manual_seed(mix_seed(self.seed, self.rank, DROPOUT))  # per-rank dropout masks
+        torch.manual_seed(mix_seed(self.seed, self.rank, batches.DROPOUT))  # per-rank dropout masks
         cuda = self.device.type == "cuda"
-        self.channels_last = self.info["kind"] == "image" and t.channels_last in (
-            True,
-            "auto" if cuda else True,
-        )
+        cl = t.channels_last is True or (t.channels_last == "auto" and cuda)
+        self.channels_last = self.info["kind"] == "image" and cl
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = EMA(self.model, t.ema_decay, warmup=t.ema_warmup)
-        self.optimizer = adam(
-            self.model.parameters(),
-            lr=t.lr,
-            betas=tuple(t.betas),
-            eps=t.adam_eps,
-            weight_decay=t.weight_decay,
-        )
+        opt = {
+            "lr": t.lr,
+            "betas": tuple(t.betas),
+            "eps": t.adam_eps,
+            "weight_decay": t.weight_decay,
+        }
+        self.optimizer = adam(self.model.parameters(), **opt)
         self._params = list(self.model.parameters())
         self.num_classes = getattr(self.model.net, "num_classes", None)
-        self.per_sample_null = bool(self.num_classes) and probe_null_label(
+        self.per_null = bool(self.num_classes) and probe_null_label(
             self.model, self.info["shape"], self.num_classes, self.device
         )
         self.loss_fn = LOSS_FUNCTIONS[t.loss]
         # CPU: the loss checks itself every step (free); CUDA: checked at log time (no sync)
         self.loss_kwargs = {**loss_options(t), "check_finite": not cuda and self.world == 1}
+        self._amp = t.bf16 and cuda
         # every option the evaluations use is checked here, before the first step (and
         # before any file is written)
         self.evaluator = Evaluator(
@@ -146,14 +132,8 @@ class Trainer:
         self.step, self.resumed_from = 0, resume_path(t.resume, self.run_dir)
         self._config = OmegaConf.to_container(cfg, resolve=True)
         if self.resumed_from is not None:
-            self.step = load_training_state(
-                self.resumed_from,
-                self.model,
-                self.ema.model,
-                self.optimizer,
-                self._config,
-                self.device,
-            )
+            parts = (self.model, self.ema.model, self.optimizer, self._config, self.device)
+            self.step = load_training_state(self.resumed_from, *parts)
             self.ema.num_updates = self.step
         # --- wrapping
         self.train_model: torch.nn.Module = self.model
@@ -196,13 +176,12 @@ class Trainer:
         return self.loss_fn(model, sde, x, y=y, generator=generator, **self.loss_kwargs)
 
     def _shard_batch(self, step: int, shard: int) -> tuple[Tensor, Tensor | None]:
-        g = self.order.generator(self._cpu_gen, step, shard, AUGMENT)
+        g = self.order.generator(self._cpu_gen, step, shard, batches.AUGMENT)
         x, y = get_batch(self.train_ds, self.order.indices(step, shard), generator=g)
-        y = (
-            drop_labels(y.long(), self.t.label_dropout, self.num_classes, self.per_sample_null, g)
-            if self.num_classes
-            else None
-        )
+        if self.num_classes:
+            y = drop_labels(y.long(), self.t.label_dropout, self.num_classes, self.per_null, g)
+        else:
+            y = None
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -218,15 +197,11 @@ class Trainer:
         for m in range(self.accum):
             shard = self.rank * self.accum + m
             x, y = self._shard_batch(step, shard)
-            gen = self.order.generator(self._dev_gen, step, shard, NOISE)
+            gen = self.order.generator(self._dev_gen, step, shard, batches.NOISE)
             last = self.ddp is None or m == self.accum - 1
             with contextlib.nullcontext() if last else self.ddp.no_sync():
                 try:
-                    with torch.autocast(
-                        self.device.type,
-                        dtype=torch.bfloat16,
-                        enabled=self.t.bf16 and self.device.type == "cuda",
-                    ):
+                    with torch.autocast(self.device.type, torch.bfloat16, enabled=self._amp):
                         loss = self._loss(self.train_model, self.sde, x, y=y, generator=gen)
                 except FloatingPointError as e:
                     self.log.append(torch.full((), float("nan")), torch.zeros(()))
@@ -261,21 +236,10 @@ class Trainer:
 
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        order = {
-            "seed": self.seed,
-            "batch_size": self.t.batch_size,
-            "epoch": self.order.epoch(self.step),
-        }
-        return training_state(
-            self.model,
-            self.ema.model,
-            self.optimizer,
-            self.step,
-            self._config,
-            self.info,
-            order,
-            self.device,
-        )
+        order = {"seed": self.seed, "batch_size": self.t.batch_size}
+        order["epoch"] = self.order.epoch(self.step)
+        parts = (self.model, self.ema.model, self.optimizer, self.step, self._config, self.info)
+        return training_state(*parts, order, self.device)
 
     def save(self, snapshot: bool = False) -> Path | None:
         """Checkpoint ``last.pt`` (and ``step_XXXXXX.pt``) after checking losses and weights."""
