@@ -3,5 +3,6 @@
 
 from scoresde.sampling.methods import pc  # noqa: I001  (registration order)
 from scoresde.sampling.methods import ode, sdeint, ddim, heun, dpm_solver, unipc, adaptive
+from scoresde.sampling.methods import deis
 
-__all__ = ["adaptive", "ddim", "dpm_solver", "heun", "ode", "pc", "sdeint", "unipc"]
+__all__ = ["adaptive", "ddim", "deis", "dpm_solver", "heun", "ode", "pc", "sdeint", "unipc"]
