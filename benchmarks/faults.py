@@ -84,30 +84,10 @@ TRAIN = [
 ]
 
 
-def likelihood_args(ref_run: Path) -> list[str]:
-    return [
-        f"ckpt={ref_run}",
-        "split=test",
-        "max_samples=64",
-        "batch_size=8",
-        "rtol=1e-3",
-        "atol=1e-3",
-        "progress=false",
-        "threads=1",
-    ]
-
-
-def generate_args(ref_run: Path) -> list[str]:
-    return [
-        f"ckpt={ref_run}",
-        "n=64",
-        "batch_size=8",
-        "sampler=euler_maruyama",
-        "sampler.steps=200",
-        "progress=false",
-        "threads=1",
-        "device=cpu",
-    ]
+# likelihood and generate evaluate the reference training run; ckpt= is added per run
+LIKELIHOOD = ["split=test", "max_samples=64", "batch_size=8", "rtol=1e-3", "atol=1e-3"]
+GENERATE = ["n=64", "batch_size=8", "sampler=euler_maruyama", "sampler.steps=200", "device=cpu"]
+QUIET = ["progress=false", "threads=1"]
 
 
 @dataclass
@@ -402,12 +382,16 @@ def main() -> None:
         "likelihood": Command(
             "likelihood",
             "scoresde.likelihood",
-            lambda out: likelihood_args(ref_run),
+            lambda out: [f"ckpt={ref_run}", *LIKELIHOOD, *QUIET],
             [],
             likelihood_result,
         ),
         "generate": Command(
-            "generate", "scoresde.generate", lambda out: generate_args(ref_run), [], generate_result
+            "generate",
+            "scoresde.generate",
+            lambda out: [f"ckpt={ref_run}", *GENERATE, *QUIET],
+            [],
+            generate_result,
         ),
     }
     for name in ("likelihood", "generate"):

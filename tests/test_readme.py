@@ -50,6 +50,18 @@ _HARNESS = (
 )
 
 
+def _python(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+        check=False,
+    )
+
+
 def test_readme_has_python_blocks_and_the_extractor_finds_them():
     assert len(BLOCKS) >= 5, [b[0] for b in BLOCKS]
     sample = (
@@ -79,15 +91,7 @@ def test_readme_python_block_runs_on_its_own(block_id: str, code: str, tmp_path:
         HOME=str(tmp_path),
     )
     env.pop("PYTHONPATH", None)
-    out = subprocess.run(
-        [sys.executable, "-c", _HARNESS, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BLOCK_TIMEOUT_S,
-        check=False,
-    )
+    out = _python(["-c", _HARNESS, str(script)], tmp_path, env)
     assert out.returncode == 0, (
         f"README block {block_id} failed (exit {out.returncode}):\n{code}\n"
         f"--- stderr ---\n{out.stderr[-4000:]}"
@@ -117,14 +121,6 @@ def test_library_leaves_torch_threads_alone(tmp_path: Path) -> None:
     """Importing the package, reading data, training steps, sampling, likelihood: threads stay."""
     env = dict(os.environ, WANDB_MODE="disabled", MPLBACKEND="Agg")
     env.pop("OMP_NUM_THREADS", None)
-    out = subprocess.run(
-        [sys.executable, "-c", _THREADS_PROBE],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BLOCK_TIMEOUT_S,
-        check=False,
-    )
+    out = _python(["-c", _THREADS_PROBE], tmp_path, env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-1] == "3", "library code changed torch's intra-op thread count"
