@@ -40,9 +40,11 @@ def _evaluate(cfg: DictConfig, ctx: RunContext) -> dict | None:
     return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Compose ``conf/evaluate.yaml`` with the command line and run :func:`run_evaluation`."""
-    run_command("evaluate", "evaluate", _evaluate, distributed_job=True, schema=EvaluateConfig)
+    run_command(
+        "evaluate", "evaluate", _evaluate, distributed_job=True, schema=EvaluateConfig, argv=argv
+    )
 
 
 if __name__ == "__main__":

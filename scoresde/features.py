@@ -26,9 +26,9 @@ def _features(cfg: DictConfig, ctx: RunContext) -> dict:
     return info
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Compose ``conf/features.yaml`` with the command line and run :func:`build_feature_net`."""
-    run_command("features", "features", _features, schema=FeaturesConfig)
+    run_command("features", "features", _features, schema=FeaturesConfig, argv=argv)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ def _generate(cfg: DictConfig, ctx: RunContext) -> dict:
     return s
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Compose ``conf/generate.yaml`` with the command line and run :func:`generate`."""
-    run_command("generate", "generate", _generate, distributed_job=True, schema=GenerateConfig)
+    run_command(
+        "generate", "generate", _generate, distributed_job=True, schema=GenerateConfig, argv=argv
+    )
 
 
 if __name__ == "__main__":

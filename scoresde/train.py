@@ -39,8 +39,9 @@ def _train(cfg: DictConfig, ctx: RunContext) -> Any:
     return run(cfg, ctx.out_dir, name=name, group=group)
 
 
-def main() -> None:
-    run_command("train", "config", _train)
+def main(argv: list[str] | None = None) -> None:
+    """``python -m scoresde.train``: :func:`run` through :func:`scoresde.cli.run_command`."""
+    run_command("train", "config", _train, argv=argv)
 
 
 if __name__ == "__main__":

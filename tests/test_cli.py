@@ -114,6 +114,8 @@ def test_shards_cover_every_index_once_and_interleave_inverts_them():
     parts = [distributed.shard(n, i) for i in infos]
     assert sorted(torch.cat(parts).tolist()) == list(range(n))
     assert torch.equal(distributed.interleave(parts, n), torch.arange(n))
+    few = [distributed.shard(2, i) for i in infos]  # a rank with no items
+    assert torch.equal(distributed.interleave([few[0], few[1], torch.empty(0)], 2), torch.arange(2))
     with pytest.raises(ValueError, match="expected 12"):
         distributed.interleave(parts, 12)
 

@@ -265,3 +265,77 @@ def test_evaluate_image_checkpoint_in_digits_features_clips_samples(tmp_path, di
         options={"kid_subsets": 5},
     )
     assert again["per_seed"][0]["fd"] == pytest.approx(r["per_seed"][0]["fd"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- generate's own file
+def test_generate_file_scores_as_the_same_samples_drawn_in_memory(tmp_path, digits_cache):
+    """The README's route (generate, then evaluate samples=) gives the FD of the samples
+    themselves: generate and evaluate draw the same per-sample seeds from `seed`, so evaluate
+    ckpt=RUN (in memory) and evaluate samples=<generate's samples.npz> score the same set."""
+    from hydra import compose, initialize_config_module
+
+    from scoresde.generation import generate
+    from scoresde.io.checkpoint import save_checkpoint
+    from scoresde.io.runs import build_dataset, build_score_model
+
+    sampler = {"method": "euler_maruyama", "steps": 3, "time_grid": "uniform", "eps": 1e-3}
+    config = {
+        "sde": {"name": "vp", "beta_min": 0.1, "beta_max": 20.0, "N": 100},
+        "model": {"name": "unet_small", "ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1},
+        "data": {"name": "digits"},
+        "sampler": {**sampler, "denoise": True},
+    }
+    info = build_dataset(config["data"], "train").info
+    torch.manual_seed(0)
+    sd = build_score_model(config, info).state_dict()
+    state = {"model": sd, "ema": sd, "step": 1, "config": config, "data_info": info}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", state)
+    with initialize_config_module(version_base="1.3", config_module="scoresde.conf"):
+        cfg = compose(
+            "generate",
+            [f"ckpt={tmp_path / 'run'}", "n=120", "batch_size=50", "seed=4", "progress=false",
+             "sampler=euler_maruyama", "sampler.steps=3"],
+        )  # fmt: skip
+    generate(cfg, tmp_path / "gen")
+    with np.load(tmp_path / "gen" / "samples.npz") as z:
+        assert z["samples_levels"].dtype == np.uint8 and int(z["levels"]) == 17
+        assert z["samples_model"].dtype == np.float32
+    common = {"seeds": [4], "feature_cache": str(digits_cache[0]), "options": {"kid_subsets": 5}}
+    in_memory = run_evaluation(ckpt=str(tmp_path / "run"), num_samples=120, **common)
+    from_file = run_evaluation(
+        samples=str(tmp_path / "gen" / "samples.npz"), data={"name": "digits"}, num_samples=None,
+        **common,
+    )  # fmt: skip
+    fd_mem, fd_file = in_memory["per_seed"][0]["fd"], from_file["per_seed"][0]["fd"]
+    assert fd_file == pytest.approx(fd_mem, rel=1e-5), (fd_file, fd_mem)
+    # the pixel levels are the same samples rounded to 17 levels: scored alone they agree closely
+    np.savez(tmp_path / "levels.npz", **{k: np.load(tmp_path / "gen" / "samples.npz")[k]
+             for k in ("samples_levels", "levels", "data_range")})  # fmt: skip
+    levels = run_evaluation(samples=str(tmp_path / "levels.npz"), data={"name": "digits"},
+                            num_samples=None, **common)  # fmt: skip
+    assert levels["per_seed"][0]["fd"] == pytest.approx(fd_mem, rel=0.2)
+
+
+def test_two_process_evaluate_scores_the_samples_of_one_process(tmp_path):
+    _tiny_run(tmp_path / "run")
+    args = [f"ckpt={tmp_path / 'run'}", "num_samples=64", "seeds=[0,1]", "batch_size=16"]
+    one = run_evaluation(
+        ckpt=str(tmp_path / "run"), num_samples=64, seeds=[0, 1], batch_size=16, progress=False
+    )
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+    }
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "scoresde.evaluate", *args, "progress=false", f"hydra.run.dir={tmp_path / 'two'}"]  # fmt: skip
+    p = subprocess.run(
+        cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("wrote ") == 1  # rank 0 alone reports
+    two = json.loads((tmp_path / "two" / "evaluate.json").read_text())
+    assert two["processes"] == 2 and two["nfe_per_set"] == one["nfe_per_set"]
+    for a, b in zip(one["per_seed"], two["per_seed"]):
+        assert a == b

@@ -101,7 +101,8 @@ def _composition(e: BaseException, command: str, keys: KeyLister | None) -> str:
         where = f" under {parent}" if parent else ""
         if not key:
             return f"unknown config key for {command}: {_one_line(text)}"
-        hint = " (prefix with + to add a new key)" if "use +" in text else ""
+        free = "use +" in text and "not in struct" in str(omega or "")  # a dict, not a schema
+        hint = " (prefix with + to add a new key)" if free else ""
         return (
             f"unknown config key {key!r} for {command}{where}: {command} does not use it, so it "
             f"is refused rather than ignored; {_listing(keys, parent, 'valid keys are')}{hint}"

@@ -5,17 +5,19 @@
 """
 
 from scoresde.evaluation.config import EvaluateConfig, FeaturesConfig, MetricOptions
-from scoresde.evaluation.feature_net import (
-    FEATURE_DATASETS,
-    FeatureNet,
+from scoresde.evaluation.feature_cache import (
     NetFeatures,
     default_cache_dir,
-    fashion_mnist_root,
     feature_net_path,
-    load_feature_dataset,
     load_feature_net,
     make_feature_extractor,
     save_feature_net,
+)
+from scoresde.evaluation.feature_net import (
+    FEATURE_DATASETS,
+    FeatureNet,
+    fashion_mnist_root,
+    load_feature_dataset,
     train_feature_net,
 )
 from scoresde.evaluation.features_job import build_feature_net

@@ -6,13 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from scoresde.evaluation.config import FeaturesConfig
-from scoresde.evaluation.feature_net import (
-    check_dataset,
-    feature_net_path,
-    load_feature_file,
-    save_feature_net,
-    train_feature_net,
-)
+from scoresde.evaluation.feature_cache import feature_net_path, load_feature_file, save_feature_net
+from scoresde.evaluation.feature_net import check_dataset, train_feature_net
 from scoresde.io.atomic import write_json_atomic
 
 __all__ = ["build_feature_net"]

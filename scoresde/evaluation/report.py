@@ -23,7 +23,7 @@ from torch import Tensor
 
 from scoresde import metrics as M
 from scoresde.evaluation.config import EvaluateConfig
-from scoresde.evaluation.feature_net import NetFeatures, make_feature_extractor
+from scoresde.evaluation.feature_cache import NetFeatures, make_feature_extractor
 from scoresde.evaluation.metrics_table import (
     IMAGE_METRICS,
     compute_metrics,

@@ -166,5 +166,6 @@ def interleave(parts: Sequence[torch.Tensor], n: int) -> torch.Tensor:
         )
     out = parts[0].new_empty((n, *parts[0].shape[1:]))
     for r, p in enumerate(parts):
-        out[r::world] = p
+        if p.shape[0]:  # a rank with no items (n < world) sends an empty tensor
+            out[r::world] = p
     return out
