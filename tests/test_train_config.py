@@ -121,3 +121,13 @@ def test_short_run_ema_is_not_worse_than_its_raw_weights(tmp_path):
     assert ema < 1.1 * raw, out
     ema_cold, raw_cold = out["false"]
     assert ema_cold > 1.3 * raw_cold, out
+
+
+def test_drift_check_tolerates_schema_growth_but_not_new_model_arguments(tmp_path):
+    from scoresde.training.state import check_config_drift
+
+    saved = {"seed": 0, "model": {"hidden": 32}, "training": {"lr": 1e-3}}
+    grown = {"seed": 0, "model": {"hidden": 32}, "training": {"lr": 1e-3, "ema_warmup": True}}
+    check_config_drift(saved, grown, tmp_path)  # a key the older schema did not have
+    with pytest.raises(CheckpointError, match=r"model\.dropout \(checkpoint: '<unset>'"):
+        check_config_drift(saved, {**grown, "model": {"hidden": 32, "dropout": 0.1}}, tmp_path)

@@ -233,8 +233,10 @@ def test_torn_last_lines_are_trimmed_naming_the_file_and_a_torn_middle_is_an_err
         with open(run / name, "a") as f:
             f.write('{"step": 9, "lo')  # a write cut short (full disk, kill)
     (run / "checkpoints" / ".last.abcd1234.tmp.pt").write_bytes(b"partial")
-    with pytest.warns(UserWarning, match=r"losses\.jsonl: dropped a torn last line"):
+    with pytest.warns(UserWarning, match="dropped a torn last line") as caught:
         train(cfg_of(*common, "training.steps=12", "training.resume=auto"), run)
+    named = sorted(Path(str(w.message).split(":")[0]).name for w in caught)
+    assert named == ["losses.jsonl", "metrics.jsonl"], named
     assert read_jsonl(run / "losses.jsonl") == read_jsonl(ref / "losses.jsonl")
     assert not (run / "checkpoints" / ".last.abcd1234.tmp.pt").exists()
     lines = (run / "losses.jsonl").read_text().splitlines()

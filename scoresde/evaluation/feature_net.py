@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from scoresde.data import FASHION_MNIST_DEBIAN_ROOT, get_dataset
+from scoresde.training.loop import Loop
 
 __all__ = [
     "FEATURE_DATASETS",
@@ -171,28 +172,26 @@ def train_feature_net(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps_per_epoch = math.ceil(x_tr.shape[0] / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    perm = torch.empty(0, dtype=torch.long)
 
-        bar = tqdm(total=epochs * steps_per_epoch, desc=f"feature net ({dataset})")
+    def step(k: int) -> None:  # epoch k // steps_per_epoch, its (k mod steps_per_epoch)-th batch
+        nonlocal perm
+        i = k % steps_per_epoch * batch_size
+        if i == 0:  # a new epoch: a fresh permutation (all items, the last batch may be short)
+            net.train()
+            perm = torch.randperm(x_tr.shape[0], generator=g)
+        idx = perm[i : i + batch_size]
+        xb = x_tr[idx] + (torch.rand(x_tr[idx].shape, generator=g) - 0.5) * level
+        loss = nn.functional.cross_entropy(net(xb.to(device)), y_tr[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loop.postfix(loss=f"{loss.item():.3f}")
+
+    loop = Loop(step, progress=progress, desc=f"feature net ({dataset})")  # the training loop
     t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(x_tr.shape[0], generator=g)
-        for i in range(0, x_tr.shape[0], batch_size):
-            idx = perm[i : i + batch_size]
-            xb = x_tr[idx] + (torch.rand(x_tr[idx].shape, generator=g) - 0.5) * level
-            loss = nn.functional.cross_entropy(net(xb.to(device)), y_tr[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    if bar is not None:
-        bar.close()
+    loop.run(0, epochs * steps_per_epoch)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     acc = _accuracy(net, x_te, y_te)
     net.eval()

@@ -170,7 +170,7 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     torch.manual_seed(seed)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    device = resolve_device(cfg.get("device", "cpu"))
+    device = resolve_device(cfg.device)
     sde = build_sde(cfg.sde)
     train_set = build_dataset(cfg.data, "train")
     info = dict(train_set.info)

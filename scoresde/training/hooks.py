@@ -49,7 +49,7 @@ def check_sampler_options(sampler: Mapping[str, Any]) -> dict[str, Any]:
     Raises ValueError naming the bad key (``sampler.steps=0``, a mistyped option, a bad choice).
     """
     opts = dict(sampler)
-    method = opts.get("method", "pc")
+    method = opts.get("method")
     if method not in METHODS:
         raise ValueError(f"sampler.method must be one of {list(METHODS)}, got {method!r}")
     try:

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 DRIFT_GROUPS = ("seed", "model", "sde", "data", "training", "task")
+TYPED_GROUPS = ("training", "task")  # schemas in scoresde/training/config.py
 # keys (or key prefixes ending in ".") under DRIFT_GROUPS that may differ on resume
 MAY_CHANGE_ON_RESUME = (
     "training.steps",
@@ -88,10 +89,11 @@ def check_config_drift(saved: Mapping[str, Any], now: Mapping[str, Any], path: P
     a = {k: v for g in DRIFT_GROUPS if g in saved for k, v in _flat({g: saved[g]}).items()}
     b = {k: v for g in DRIFT_GROUPS if g in now for k, v in _flat({g: now[g]}).items()}
     missing = object()
+    # the typed groups may gain or lose keys between versions: compare the keys both configs have;
+    # in the free-form groups (model, sde, data: constructor arguments) a key added or dropped counts
+    keys = set(a) & set(b) | {k for k in set(a) ^ set(b) if k.split(".")[0] not in TYPED_GROUPS}
     diff = [
-        k
-        for k in sorted(set(a) | set(b))
-        if not _may_change(k) and a.get(k, missing) != b.get(k, missing)
+        k for k in sorted(keys) if not _may_change(k) and a.get(k, missing) != b.get(k, missing)
     ]
     if diff:
         shown = ", ".join(

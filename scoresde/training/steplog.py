@@ -55,7 +55,8 @@ class StepLog:
         self._t_last, self._steps_since = time.perf_counter(), 0
         if is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(run_dir)  # leftovers of writes killed in an earlier attempt
+            for d in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
+                remove_stale_temps(d, recursive=False)  # leftovers of writes killed earlier
             keep_loss = keep_metric = None
             if resumed_step is not None:
                 s, ended = resumed_step, resumed_step >= total_steps
