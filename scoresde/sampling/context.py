@@ -110,6 +110,13 @@ class SamplerContext:
             self.trajectory.append(x.detach().clone())
             self.times.append(torch.as_tensor(t).detach().clone())
 
+    def record_all(self, xs: Tensor, ts: Tensor) -> None:
+        """A solver library's states xs [K, B, *dims] at the float64 times ts [K]."""
+        self.grid = ts
+        if self.record_on:
+            self.trajectory.extend(list(xs))
+            self.times.extend(list(ts))
+
     def steps(self, n: int, desc: str = "sampling") -> Iterable[int]:
         """range(n), wrapped in a tqdm bar when ``progress`` is on."""
         if not self.progress:

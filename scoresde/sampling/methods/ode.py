@@ -82,10 +82,7 @@ def run_ode(ctx: SamplerContext, x: Tensor, opts: ODEOptions, t_start: float, ep
     else:
         ts = grid_for(ctx, opts, t_start, eps)
     xs = ode_solve(ctx, x, ts, opts.method, opts.rtol, opts.atol)
-    ctx.grid = ts
-    if ctx.record_on:
-        ctx.trajectory.extend(list(xs))
-        ctx.times.extend(list(ts))
+    ctx.record_all(xs, ts)
     return xs[-1]
 
 

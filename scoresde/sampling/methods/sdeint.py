@@ -96,10 +96,7 @@ def run_sdeint(ctx: SamplerContext, x: Tensor, opts: SDEOptions, t_start: float,
         atol=opts.atol,
     )
     xs = ys.reshape(ys.shape[0], *x.shape)
-    ctx.grid = t_rec
-    if ctx.record_on:
-        ctx.trajectory.extend(list(xs))
-        ctx.times.extend(list(t_rec))
+    ctx.record_all(xs, t_rec)
     return xs[-1]
 
 
