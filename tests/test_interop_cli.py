@@ -49,7 +49,7 @@ def test_convert_then_generate_and_likelihood_run_on_the_converted_checkpoint(tm
 
     p = _on_run("generate", run, tmp_path, "n=2", "batch_size=2", "sampler.steps=3")
     assert p.returncode == 0, p.stderr
-    samples = np.load(tmp_path / "generate" / "samples.npz")["samples"]
+    samples = np.load(tmp_path / "generate" / "samples.npz")["samples_model"]
     assert samples.shape[0] == 2 and np.isfinite(samples).all()
 
     images = tmp_path / "images"  # 16x16 RGB, the fixture net's size (CIFAR-10 files are 32x32)
