@@ -81,7 +81,8 @@ def main() -> None:
         root = Path(tmp)
         _checkpoint(root)
         args = [f"ckpt={root / 'run'}", f"n={a.n}", f"batch_size={a.batch_size}",
-                "sampler=euler_maruyama", f"sampler.steps={a.steps}", "progress=false", "threads=1"]  # fmt: skip
+                "sampler=euler_maruyama", f"sampler.steps={a.steps}",
+                "progress=false", "threads=1"]  # fmt: skip
         for r in range(a.repeats):
             for nproc in (1, 2):
                 rows[nproc].append(_run(nproc, args, root / f"out{nproc}_{r}"))
@@ -91,7 +92,8 @@ def main() -> None:
         ):
             equal = bool(np.array_equal(x1["samples_model"], x2["samples_model"]))
     print(f"generate n={a.n}, digits unet_small (ch 16), euler_maruyama {a.steps} steps, "
-          f"batch {a.batch_size}, 1 thread per process, {os.cpu_count()} CPUs; medians of {a.repeats}")  # fmt: skip
+          f"batch {a.batch_size}, 1 thread per process, {os.cpu_count()} CPUs; "
+          f"medians of {a.repeats}")  # fmt: skip
     print(f"{'processes':>9} {'wall s (command)':>17} {'sampling s':>11}")
     out_rows = []
     for nproc, vals in rows.items():

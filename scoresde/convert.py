@@ -1,5 +1,5 @@
-"""``python -m scoresde.convert checkpoint=... config=... [out=...]``: a Score SDE release checkpoint
-to a scoresde run directory (see conf/convert.yaml and :mod:`scoresde.interop`)."""
+"""``python -m scoresde.convert checkpoint=... config=... [out=...]``: a Score SDE release
+checkpoint to a scoresde run directory (see conf/convert.yaml and :mod:`scoresde.interop`)."""
 
 from __future__ import annotations
 

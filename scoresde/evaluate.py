@@ -1,4 +1,6 @@
-"""``python -m scoresde.evaluate``: sample-quality metrics (:func:`scoresde.evaluation.run_evaluation`).
+"""``python -m scoresde.evaluate``: sample-quality metrics.
+
+The command line of :func:`scoresde.evaluation.run_evaluation`:
 
     python -m scoresde.evaluate ckpt=RUN num_samples=1000 seeds=[0,1,2]
     python -m scoresde.evaluate samples=outputs/generate/.../samples.npz data=digits

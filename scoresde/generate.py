@@ -1,4 +1,6 @@
-"""``python -m scoresde.generate``: samples from a trained run (:func:`scoresde.generation.generate`).
+"""``python -m scoresde.generate``: samples from a trained run.
+
+The command line of :func:`scoresde.generation.generate`:
 
     python -m scoresde.generate ckpt=RUN n=64 batch_size=32 sampler=dpm_solver
     python -m scoresde.generate ckpt=RUN task=inpaint task.mask=center

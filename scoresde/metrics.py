@@ -123,7 +123,8 @@ def sliced_wasserstein(
 
     x: [N, D], y: [M, D] (N != M allowed: exact quantile-function integral). Directions theta are
     drawn uniformly on the unit sphere from ``generator``. For D = 1 the single direction is used
-    and the result is the exact ``W_p``. For N(m1, I) vs N(m2, I) in D dims, ``SW_2 -> |m1-m2|/sqrt(D)``.
+    and the result is the exact ``W_p``. For N(m1, I) vs N(m2, I) in D dims,
+    ``SW_2 -> |m1-m2|/sqrt(D)``.
     """
     if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
         raise ValueError(f"n_projections must be an integer >= 1, got {n_projections!r}")
@@ -160,9 +161,10 @@ def _median_bandwidth(xt: Tensor, yt: Tensor, max_points: int = 1000) -> float:
 def mmd2(x: ArrayLike, y: ArrayLike, bandwidth: float | None = None) -> float:
     """Unbiased squared MMD with the RBF kernel ``k(a, b) = exp(-|a-b|^2 / (2 h^2))``.
 
-    ``MMD_u^2 = sum_{i!=j} k(x_i,x_j)/(n(n-1)) + sum_{i!=j} k(y_i,y_j)/(m(m-1)) - 2 mean k(x_i,y_j)``
-    (Gretton et al. 2012, eq. 3). ``bandwidth`` h defaults to the median pairwise distance of the
-    pooled sample. Unbiased, so it can be slightly negative when x and y share a distribution.
+    ``MMD_u^2 = sum_{i!=j} k(x_i,x_j)/(n(n-1)) + sum_{i!=j} k(y_i,y_j)/(m(m-1))
+    - 2 mean k(x_i,y_j)`` (Gretton et al. 2012, eq. 3). ``bandwidth`` h defaults to the median
+    pairwise distance of the pooled sample. Unbiased, so it can be slightly negative when x and y
+    share a distribution.
     x: [N, D], y: [M, D], N, M >= 2.
     """
     xt, yt = _pair(x, y, min_n=2)

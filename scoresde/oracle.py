@@ -66,7 +66,8 @@ class GaussianMixture:
             stds = stds.reshape(K, D)
         else:
             raise ValueError(
-                f"stds must be a scalar, [K] or [K, *dims] = {tuple(means.shape)}, got {tuple(stds.shape)}"
+                f"stds must be a scalar, [K] or [K, *dims] = {tuple(means.shape)}, "
+                f"got {tuple(stds.shape)}"
             )
         if not (stds > 0).all():
             raise ValueError("stds must all be > 0")
@@ -149,7 +150,10 @@ class GaussianMixture:
         return sde.marginal_coeffs(t)
 
     def _component_terms(self, x: Tensor, t, sde) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-component log-densities [B, K], centred x - m mu_k [B, K, D] and variances [B, K, D]."""
+        """Per-component terms at ``x``.
+
+        Returns log-densities [B, K], centred x - m mu_k [B, K, D] and variances [B, K, D].
+        """
         xf = x.reshape(x.shape[0], -1)
         if xf.shape[1] != self.dim:
             raise ValueError(
@@ -190,7 +194,10 @@ class GaussianMixture:
         return score.reshape(x.shape)
 
     def score_fn(self, sde: SDE, y: Tensor | None = None) -> ScoreFn:
-        """``score_fn(x, t)`` returning the exact score of p_t under ``sde`` (of p_t(. | y) if ``y`` given)."""
+        """``score_fn(x, t)`` returning the exact score of p_t under ``sde``.
+
+        With ``y`` given, the score is that of p_t(. | y).
+        """
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             return self.score_t(x, t, sde, y=y)

@@ -58,8 +58,8 @@ def assert_gaussian_stats(x, mean, cov, z=4.5, rel_var=0.06):
     n = x.shape[0]
     se = (torch.diagonal(cov) / n).sqrt()
     assert ((x.mean(0) - mean).abs() <= z * se).all(), (x.mean(0), mean, se)
-    # covariance: MC se (Gaussian: sqrt((S_ij^2 + S_ii S_jj) / n)) plus a documented allowance for the
-    # Langevin discretisation (step size from snr = 0.16 inflates the variance by ~2-3 %)
+    # covariance: MC se (Gaussian: sqrt((S_ij^2 + S_ii S_jj) / n)) plus a documented allowance for
+    # the Langevin discretisation (step size from snr = 0.16 inflates the variance by ~2-3 %)
     d = torch.diagonal(cov)
     se_cov = ((cov**2 + torch.outer(d, d)) / n).sqrt()
     assert (
@@ -82,9 +82,10 @@ def test_inpainting_correlated_gaussian_matches_exact_conditional():
 
 
 def test_inpainting_separated_modes_misweights_them_known_limitation():
-    """Two modes at +-1.5 (std 0.5), observed x0 = 0.3: the exact conditional puts 97 % of its mass on
-    x1 > 0; replacement sampling moves from the prior 50 % towards it but stays far below (measured
-    ~76 % with 20k samples, 100 x 10 PC steps). Documented in scoresde.controllable.tasks."""
+    """Two modes at +-1.5 (std 0.5), observed x0 = 0.3: the exact conditional puts 97 % of its mass
+    on x1 > 0; replacement sampling moves from the prior 50 % towards it but stays far below
+    (measured ~76 % with 20k samples, 100 x 10 PC steps). Documented in
+    scoresde.controllable.tasks."""
     sde = VPSDE()
     gm = GaussianMixture([0.5, 0.5], [[-1.5, -1.5], [1.5, 1.5]], 0.5).to(D64)
     n = 1000

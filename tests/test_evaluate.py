@@ -329,7 +329,8 @@ def test_two_process_evaluate_scores_the_samples_of_one_process(tmp_path):
         "MASTER_ADDR": "127.0.0.1",
     }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "scoresde.evaluate", *args, "progress=false", f"hydra.run.dir={tmp_path / 'two'}"]  # fmt: skip
+           "-m", "scoresde.evaluate", *args, "progress=false",
+           f"hydra.run.dir={tmp_path / 'two'}"]  # fmt: skip
     p = subprocess.run(
         cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )

@@ -300,5 +300,6 @@ def test_two_processes_write_the_samples_of_one_process_exactly(runs, tmp_path):
     s2 = json.loads((tmp_path / "two" / "settings.json").read_text())
     assert s1["nfe"] == s2["nfe"] and s2["processes"] == 2
     print(
-        f"\ngenerate n=64: 1 process {t1 - t0:.1f} s, 2 processes {t2 - t1:.1f} s (wall, incl. start)"
+        f"\ngenerate n=64: 1 process {t1 - t0:.1f} s, 2 processes {t2 - t1:.1f} s "
+        "(wall, incl. start)"
     )

@@ -1,4 +1,7 @@
-"""``python -m scoresde.convert`` on a release-format fixture, then generate and likelihood on it."""
+"""``python -m scoresde.convert`` on a release-format fixture.
+
+Then generate and likelihood on the converted run.
+"""
 
 import json
 import os

@@ -1,4 +1,7 @@
-"""Metrics against known answers on Gaussians and uniforms (closed forms, Monte-Carlo tolerances)."""
+"""Metrics against known answers on Gaussians and uniforms.
+
+Checked with closed forms and Monte-Carlo tolerances.
+"""
 
 import math
 import sys
@@ -176,7 +179,7 @@ def test_energy_distance_matches_closed_form_for_1d_gaussians(gen):
     assert abs(np.mean(vals) - exact) < 4 * se + 5e-3
 
 
-# ---------------------------------------------------------------------------- KID / precision-recall
+# --------------------------------------------------------------------------- KID / precision-recall
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_shifted(gen):
     x = torch.randn(1000, 8, generator=gen)
     same_mean, same_std = kid(

@@ -10,8 +10,8 @@ Both constructions return a plain ``score_fn(x, t)`` (x ``[B, *dims]``, t ``[B]`
 * Classifier guidance (Dhariwal & Nichol 2021; Song et al. 2021, section 5 / eq. 14):
   ``s(x, t) + scale * grad_x log p_t(y | x)`` with a time-dependent noisy classifier
   ``classifier(x, t) -> logits [B, C]`` differentiated by autograd. ``scale = 1`` is exact Bayes,
-  ``grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x)``; ``scale > 1`` sharpens the same way
-  as ``w = scale - 1`` in classifier-free guidance.
+  ``grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x)``; ``scale > 1`` sharpens the
+  same way as ``w = scale - 1`` in classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def as_labels(y: LabelLike, batch: int, num_classes: int | None, device=None) ->
         )
     if num_classes is not None and ((y < 0).any() or (y >= num_classes).any()):
         raise ValueError(
-            f"labels y must lie in [0, {num_classes - 1}] (num_classes={num_classes}), got {y.tolist()[:8]}"
+            f"labels y must lie in [0, {num_classes - 1}] (num_classes={num_classes}), "
+            f"got {y.tolist()[:8]}"
         )
     return y
 
@@ -93,10 +94,11 @@ def _check_scale(name: str, value: float) -> float:
 
 
 def combine_guided_scores(cond_score_fn: ScoreFn, uncond_score_fn: ScoreFn, w: float) -> ScoreFn:
-    """Classifier-free combination ``(1 + w) s_cond(x, t) - w s_uncond(x, t)`` of two score functions.
+    """Classifier-free combination of two score functions.
 
-    Use this with any pair of callables, e.g. an oracle's ``score_fn(sde, y)`` and ``score_fn(sde)``.
-    ``w = 0`` evaluates only ``cond_score_fn`` (one score evaluation per call).
+    ``(1 + w) s_cond(x, t) - w s_uncond(x, t)``. Use this with any pair of callables, e.g. an
+    oracle's ``score_fn(sde, y)`` and ``score_fn(sde)``. ``w = 0`` evaluates only
+    ``cond_score_fn`` (one score evaluation per call).
     """
     w = _check_scale("w", w)
 
@@ -125,8 +127,9 @@ def classifier_free_score_fn(
         num_classes = model_num_classes(model)
     if num_classes is None:
         raise ValueError(
-            "classifier-free guidance needs a class-conditional model (num_classes set); this model is "
-            "unconditional: train it with model.num_classes and training.label_dropout > 0"
+            "classifier-free guidance needs a class-conditional model (num_classes set); "
+            "this model is unconditional: train it with model.num_classes and "
+            "training.label_dropout > 0"
         )
     as_labels(y, max(torch.as_tensor(y).numel(), 1), num_classes)  # validate up front
 
@@ -152,7 +155,8 @@ def classifier_log_prob_grad(classifier: Classifier, x: Tensor, t: Tensor, y: Te
         logits = classifier(xg, t)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(
-                f"classifier must return logits [B, C] with B = {x.shape[0]}, got {tuple(logits.shape)}"
+                f"classifier must return logits [B, C] with B = {x.shape[0]}, "
+                f"got {tuple(logits.shape)}"
             )
         C = logits.shape[1]
         if (y < 0).any() or (y >= C).any():
@@ -169,13 +173,16 @@ def classifier_guided_score_fn(
     scale: float = 1.0,
     num_classes: int | None = None,
 ) -> ScoreFn:
-    """``s(x, t) + scale * grad_x log p_t(y | x)`` (Dhariwal & Nichol 2021; Song et al. 2021, eq. 14).
+    """``s(x, t) + scale * grad_x log p_t(y | x)``.
+
+    Classifier guidance (Dhariwal & Nichol 2021; Song et al. 2021, eq. 14).
 
     Args:
         score_fn: unconditional score ``score_fn(x, t)``.
         classifier: time-dependent classifier ``classifier(x, t) -> logits [B, C]`` trained on the
-            same SDE's marginals p_t (see ``scoresde.training.classifier``). An exact oracle works too:
-            ``lambda x, t: gm.class_log_prob_t(x, t, sde)`` (log-probabilities are valid logits).
+            same SDE's marginals p_t (see ``scoresde.training.classifier``). An exact oracle
+            works too: ``lambda x, t: gm.class_log_prob_t(x, t, sde)`` (log-probabilities are
+            valid logits).
         y: target labels, an int or ``[B]``; checked against ``num_classes`` (default: the
             classifier's ``num_classes`` attribute, when it has one).
         scale: guidance scale; 1 targets p_t(x | y) exactly.

@@ -50,7 +50,10 @@ def default_cache_dir() -> Path:
 
 
 def feature_net_path(dataset: str, cache_dir: str | Path | None = None) -> Path:
-    """The cache file ``<cache_dir>/<dataset>.pt`` (cache_dir defaults to ``default_cache_dir()``)."""
+    """The cache file ``<cache_dir>/<dataset>.pt``.
+
+    ``cache_dir`` defaults to ``default_cache_dir()``.
+    """
     dataset = check_dataset(dataset)
     return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / f"{dataset}.pt"
 
@@ -149,5 +152,6 @@ def make_feature_extractor(
     if name == "inception":
         return inception_feature_extractor(weights_path=weights_path, device=device)
     raise ValueError(
-        f"feature extractor name must be one of flatten, identity, digits, fashion, inception; got {name!r}"
+        "feature extractor name must be one of flatten, identity, digits, fashion, inception; "
+        f"got {name!r}"
     )

@@ -1,4 +1,7 @@
-"""``build_feature_net(cfg)``: the job of ``python -m scoresde.features`` (train or reuse, cache)."""
+"""``build_feature_net(cfg)``: the job of ``python -m scoresde.features``.
+
+It trains (or reuses) the feature net and caches it.
+"""
 
 from __future__ import annotations
 

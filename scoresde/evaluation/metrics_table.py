@@ -1,4 +1,7 @@
-"""The metric set of one sample set, and the summary over seed-pinned sets (EDM's mean / std / min)."""
+"""The metric set of one sample set, and the summary over seed-pinned sets.
+
+The summary reports EDM's mean / std / min.
+"""
 
 from __future__ import annotations
 

@@ -78,7 +78,10 @@ def _check(cfg: EvaluateConfig) -> list[int]:
 
 
 def sampler_options(run_cfg: Any, override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The run's ``cfg.sampler`` with ``override`` merged over it (replaced when the method differs)."""
+    """The run's ``cfg.sampler`` with ``override`` merged over it.
+
+    When the method differs, ``override`` replaces the run's options instead.
+    """
     base = {}
     if run_cfg is not None and "sampler" in run_cfg and run_cfg.sampler is not None:
         base = OmegaConf.to_container(run_cfg.sampler, resolve=True)

@@ -73,7 +73,10 @@ def _read_image(path: Path, shape: tuple[int, ...], info: Mapping[str, Any]) -> 
 
 
 def load_mask(spec: Any, shape: tuple[int, ...]) -> Tensor:
-    """Mask (1 = known): a built-in name, an image file (white = known), a .npy file or a 0/1 list."""
+    """Mask (1 = known) from ``spec``.
+
+    ``spec`` is a built-in name, an image file (white = known), a .npy file or a 0/1 list.
+    """
     if isinstance(spec, str) and spec in MASK_NAMES:
         return make_mask(spec, shape)
     if isinstance(spec, str):
@@ -87,7 +90,8 @@ def load_mask(spec: Any, shape: tuple[int, ...]) -> Tensor:
             return torch.as_tensor(np.load(path, allow_pickle=False)).float()
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(
-                f"task.mask file must be an image ({', '.join(IMAGE_SUFFIXES)}) or .npy, got {spec!r}"
+                f"task.mask file must be an image ({', '.join(IMAGE_SUFFIXES)}) or .npy, "
+                f"got {spec!r}"
             )
         if len(shape) != 3:
             raise ValueError(

@@ -106,7 +106,10 @@ def release_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def net_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments of :class:`~scoresde.nets.NCSNpp` for a release config (see :func:`release_config`)."""
+    """Arguments of :class:`~scoresde.nets.NCSNpp` for a release config.
+
+    See :func:`release_config`.
+    """
     model, data = cfg["model"], cfg["data"]
     kw = {k: model[k] for k in _NET_FIELDS}
     kw["noise_conditional"] = bool(model["conditional"])
@@ -117,7 +120,10 @@ def net_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def scoresde_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The scoresde config (``sde``, ``model``, ``data``, ``sampler``, ``source``) of a release config."""
+    """The scoresde config of a release config.
+
+    Its nodes are ``sde``, ``model``, ``data``, ``sampler`` and ``source``.
+    """
     model, data = cfg["model"], cfg["data"]
     sde_name = _SDES[cfg["training"]["sde"]]
     if sde_name == "ve":

@@ -154,7 +154,10 @@ def _map_ema(net: torch.nn.Module, model_sd: dict, ema: Any, where: str) -> dict
 
 
 def convert_score_sde(checkpoint: PathLike, config: str | Mapping[str, Any]) -> Converted:
-    """Read a release checkpoint with ``weights_only=True`` and map it onto scoresde (see module)."""
+    """Read a release checkpoint with ``weights_only=True`` and map it onto scoresde.
+
+    See the module docstring.
+    """
     rcfg = release_config(config)
     cfg = scoresde_config(rcfg)
     C, S = int(rcfg["data"]["num_channels"]), int(rcfg["data"]["image_size"])
@@ -209,7 +212,10 @@ def load_score_sde(
 
 
 def write_run(c: Converted, out_dir: PathLike) -> Path:
-    """Write a scoresde run directory: ``checkpoints/last.pt``, ``config.yaml``, ``data_info.json``."""
+    """Write a scoresde run directory.
+
+    It holds ``checkpoints/last.pt``, ``config.yaml`` and ``data_info.json``.
+    """
     out = Path(out_dir)
     state = {
         "format": FORMAT,

@@ -1,4 +1,6 @@
-"""Appended run logs (``losses.jsonl``, ``metrics.jsonl``): one JSON object per line, tolerant of a tear.
+"""Appended run logs (``losses.jsonl``, ``metrics.jsonl``).
+
+One JSON object per line, tolerant of a tear.
 
 Appends are not atomic: a kill or a full disk can leave a torn last line. :func:`read_jsonl`
 drops (and with ``repair=True`` trims from the file) a last line that does not parse, warning with

@@ -1,12 +1,15 @@
-"""Builders from config nodes, and :func:`load_run` to get a trained model back from a run directory.
+"""Builders from config nodes, and :func:`load_run`.
+
+:func:`load_run` gets a trained model back from a run directory.
 
 Config nodes are plain mappings (an OmegaConf ``DictConfig`` or a dict):
 
 - ``sde``: ``name`` in {vp, subvp, ve} plus that SDE's constructor arguments
   (``beta_min``, ``beta_max``, ``N`` | ``sigma_min``, ``sigma_max``, ``N``).
 - ``model``: ``name`` (see :func:`scoresde.nets.build_net`), ``parameterization``
-  ("eps"|"score"|"score_scaled"), ``time_input`` ("auto"|"t"|"log_sigma"), ``conditional`` (label conditioning; ``num_classes`` from the data when null);
-  all other keys are passed to the network constructor.
+  ("eps"|"score"|"score_scaled"), ``time_input`` ("auto"|"t"|"log_sigma"), ``conditional``
+  (label conditioning; ``num_classes`` from the data when null); all other keys are passed to
+  the network constructor.
 - ``data``: ``name`` plus reader options (see :func:`scoresde.data.get_dataset`).
 
 ``load_run(path)`` accepts a run directory or a checkpoint file and returns a :class:`Run`.
@@ -95,7 +98,10 @@ def build_net_from_config(
 
 
 def build_score_model(cfg: Mapping[str, Any], data_info: Mapping[str, Any], sde: SDE | None = None):
-    """``ScoreModel(net, sde, parameterization)`` from the full config (``cfg.model``, ``cfg.sde``)."""
+    """``ScoreModel(net, sde, parameterization)`` from the full config.
+
+    Reads ``cfg.model`` and ``cfg.sde``.
+    """
     from scoresde.score import ScoreModel
 
     sde = sde if sde is not None else build_sde(cfg["sde"])

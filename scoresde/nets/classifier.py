@@ -67,8 +67,8 @@ class NoisyClassifier(nn.Module):
         num_blocks: residual MLP blocks (vectors).
         channels: base convolution width (images; stages use 1x, 2x, 2x).
         embed_dim: time-embedding width.
-        sde: optional forward SDE for input preconditioning and -log SNR time input (not saved in the
-            state dict; rebuild it from the run's config).
+        sde: optional forward SDE for input preconditioning and -log SNR time input (not saved
+            in the state dict; rebuild it from the run's config).
     """
 
     def __init__(
@@ -138,7 +138,8 @@ class NoisyClassifier(nn.Module):
         """Logits [B, num_classes] at (x [B, *dims], t [B])."""
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(
-                f"x must have shape [B, {', '.join(map(str, self.data_shape))}], got {list(x.shape)}"
+                f"x must have shape [B, {', '.join(map(str, self.data_shape))}], "
+                f"got {list(x.shape)}"
             )
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.dim() == 0:
@@ -158,4 +159,7 @@ class NoisyClassifier(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
     def extra_repr(self) -> str:
-        return f"data_shape={list(self.data_shape)}, num_classes={self.num_classes}, sde={type(self.sde).__name__}"
+        return (
+            f"data_shape={list(self.data_shape)}, num_classes={self.num_classes}, "
+            f"sde={type(self.sde).__name__}"
+        )

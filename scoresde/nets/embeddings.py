@@ -96,9 +96,9 @@ class GaussianFourierEmbedding(nn.Module):
 
 
 def timestep_embedding(timesteps: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """DDPM's sinusoidal embedding ``[sin(s w_j), cos(s w_j)]``, ``w_j = max_positions^(-j/(d/2-1))``,
-    of the release's labels ``s`` (999 t); computed in float32 as the release does (float64 labels
-    keep float64)."""
+    """DDPM's sinusoidal embedding ``[sin(s w_j), cos(s w_j)]``,
+    ``w_j = max_positions^(-j/(d/2-1))``, of the release's labels ``s`` (999 t); computed in
+    float32 as the release does (float64 labels keep float64)."""
     half = dim // 2
     dtype = torch.float64 if timesteps.dtype == torch.float64 else torch.float32
     freqs = torch.exp(
@@ -111,7 +111,9 @@ def timestep_embedding(timesteps: Tensor, dim: int, max_positions: float = 10000
 
 
 class FourierProjection(nn.Module):
-    """Gaussian Fourier features ``[sin(2 pi W s), cos(2 pi W s)]`` of s = log sigma, W ~ N(0, scale^2).
+    """Gaussian Fourier features ``[sin(2 pi W s), cos(2 pi W s)]`` of s = log sigma.
+
+    The frequencies are drawn as W ~ N(0, scale^2).
 
     ``W`` is a frozen ``nn.Parameter`` as in the release (counted among the parameters, never
     trained); :class:`~scoresde.nets.embeddings.GaussianFourierEmbedding` is the buffer variant.

@@ -153,8 +153,8 @@ def build_net(
     """Build a score network by name for data of shape ``data_shape`` (no batch dimension).
 
     ``"mlp"``: vectors ``(D,)`` (other shapes are flattened, :class:`FlatMLP`). The UNets and
-    NCSN++ nets need ``(C, H, W)``; ``in_channels`` and ``image_size`` are taken from it. ``kwargs`` go to the
-    constructor / preset.
+    NCSN++ nets need ``(C, H, W)``; ``in_channels`` and ``image_size`` are taken from it.
+    ``kwargs`` go to the constructor / preset.
     """
     data_shape = tuple(int(s) for s in data_shape)
     if not data_shape or min(data_shape) < 1:

@@ -1,12 +1,13 @@
 """NCSN++ / DDPM++ (Song et al. 2021, appendix H): the release's ``ncsnpp.NCSNpp``, readable.
 
 One class covers every option the release's CIFAR-10 configs use (argument names as in its
-``config.model``): ``embedding_type`` positional | fourier, ``resblock_type`` ddpm | biggan, ``fir``,
-``progressive`` none | output_skip | residual, ``progressive_input`` none | input_skip | residual,
-``progressive_combine`` sum | cat, ``attn_resolutions``, ``skip_rescale``, ``scale_by_sigma``,
-``noise_conditional`` (the release's ``model.conditional``), ``dropout``, ``centered`` (data in
-[-1, 1]; otherwise x in [0, 1] is mapped to 2x - 1 first). DDPM++ cont. is positional + biggan +
-no FIR; NCSN++ cont. is fourier + biggan + FIR + ``progressive_input="residual"``.
+``config.model``): ``embedding_type`` positional | fourier, ``resblock_type`` ddpm | biggan,
+``fir``, ``progressive`` none | output_skip | residual, ``progressive_input`` none |
+input_skip | residual, ``progressive_combine`` sum | cat, ``attn_resolutions``, ``skip_rescale``,
+``scale_by_sigma``, ``noise_conditional`` (the release's ``model.conditional``), ``dropout``,
+``centered`` (data in [-1, 1]; otherwise x in [0, 1] is mapped to 2x - 1 first). DDPM++ cont. is
+positional + biggan + no FIR; NCSN++ cont. is fourier + biggan + FIR +
+``progressive_input="residual"``.
 
 Layout (``L = len(ch_mult)`` levels, ``R = num_res_blocks``)::
 

@@ -70,7 +70,10 @@ class NIN(nn.Module):
 
 
 class AttnBlockpp(nn.Module):
-    """Single-head self-attention over pixels, residual (divided by sqrt 2 with ``skip_rescale``)."""
+    """Single-head self-attention over pixels, residual.
+
+    The residual sum is divided by sqrt 2 with ``skip_rescale``.
+    """
 
     def __init__(self, channels: int, skip_rescale: bool = False, init_scale: float = 0.0):
         super().__init__()

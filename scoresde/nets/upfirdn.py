@@ -89,7 +89,10 @@ def conv_downsample_2d(x: Tensor, w: Tensor, k: Sequence[float], factor: int = 2
 
 
 def upsample_conv_2d(x: Tensor, w: Tensor, k: Sequence[float], factor: int = 2) -> Tensor:
-    """Transposed convolution with ``w`` [out, in, kh, kw] (stride ``factor``), then the FIR filter."""
+    """Transposed convolution with ``w`` [out, in, kh, kw], then the FIR filter.
+
+    The transposed convolution has stride ``factor``.
+    """
     kk = fir_kernel_2d(k, gain=factor**2)
     conv = w.shape[-1]
     p = (kk.shape[0] - factor) - (conv - 1)
