@@ -182,18 +182,9 @@ def task_options(node: Any) -> ScoreTaskConfig | ClassifierTaskConfig:
         raise ValueError(f"task.name must be one of {sorted(TASKS)} for training, got {name!r}")
     task = _typed(TASKS[name], node, "task")
     if isinstance(task, ClassifierTaskConfig):
-        for key in (
-            "steps",
-            "batch_size",
-            "eval_n",
-            "hidden",
-            "num_blocks",
-            "channels",
-            "embed_dim",
-        ):
-            v = getattr(task, key)
-            _check(_is_int(v, 1), f"task.{key} must be an integer >= 1, got {v!r}")
-        _check(_is_int(task.log_every, 0), "task.log_every must be an integer >= 0")
+        _check_ints(task, "task", ("steps", "batch_size", "eval_n", "hidden", "num_blocks"), 1)
+        _check_ints(task, "task", ("channels", "embed_dim"), 1)
+        _check_ints(task, "task", ("log_every",), 0)
         _check(task.lr > 0, f"task.lr must be > 0, got {task.lr!r}")
         _check(0 < task.eps < 1, f"task.eps must lie in (0, 1), got {task.eps!r}")
         _check(
@@ -212,10 +203,16 @@ def _is_int(v: Any, minimum: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
+def _check_ints(node: Any, where: str, keys: tuple[str, ...], minimum: int, note: str = "") -> None:
+    for key in keys:
+        v = getattr(node, key)
+        _check(
+            _is_int(v, minimum), f"{where}.{key} must be an integer >= {minimum}{note}, got {v!r}"
+        )
+
+
 def _check_training(t: TrainingConfig) -> None:
-    for key in ("steps", "batch_size", "grad_accum"):
-        v = getattr(t, key)
-        _check(_is_int(v, 1), f"training.{key} must be an integer >= 1, got {v!r}")
+    _check_ints(t, "training", ("steps", "batch_size", "grad_accum"), 1)
     _check(t.lr > 0, f"training.lr must be > 0, got {t.lr!r}")
     _check(t.warmup >= 0, f"training.warmup must be >= 0, got {t.warmup!r}")
     _check(
@@ -246,18 +243,9 @@ def _check_training(t: TrainingConfig) -> None:
         t.channels_last in (True, False, "auto"),
         f"training.channels_last must be auto, true or false, got {t.channels_last!r}",
     )
-    for key in (
-        "log_every",
-        "checkpoint_every",
-        "snapshot_every",
-        "sample_every",
-        "likelihood_every",
-        "eval_every",
-        "final_sample_n",
-        "final_likelihood_n",
-    ):
-        v = getattr(t, key)
-        _check(_is_int(v, 0), f"training.{key} must be an integer >= 0 (0: off), got {v!r}")
+    cadences = ("log_every", "checkpoint_every", "snapshot_every", "sample_every")
+    _check_ints(t, "training", (*cadences, "likelihood_every", "eval_every"), 0, " (0: off)")
+    _check_ints(t, "training", ("final_sample_n", "final_likelihood_n"), 0, " (0: off)")
     for size, every in (
         ("eval_n", "eval_every"),
         ("sample_n", "sample_every"),
