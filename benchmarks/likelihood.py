@@ -8,7 +8,9 @@ Default sections (issue 13):
   exact value; for the 8x8 U-Net against an exact-trace solve at rtol = 1e-6), the share of points
   whose error lies within 2 reported standard errors, NFE, wall time and peak memory (RSS growth of
   a fresh process) of each trace estimator, on Gaussian mixtures with D = 2, 16, 64 (512 points,
-  rtol = atol = 1e-5, float32) and a small U-Net on 8x8 images. The 64-D row also times the Score
+  rtol = atol = 1e-5, float32), a small U-Net on 8x8 images (random weights) and the default
+  run's digits model on dequantized 8x8 test digits (``--cases digits8:128`` after ``bound``).
+  The 64-D row also times the Score
   SDE release's way (SciPy RK45, one Rademacher probe, numpy round trips, two drift evaluations per
   step): the "reference" cost.
 - ``memory``: peak memory of log_likelihood on the 64-D mixture, 128 points, exact trace, in the
@@ -368,6 +370,14 @@ def _case(name: str, B: int):
         gm = _mixture(int(name[3:]))
         x = gm.sample(B, generator=torch.Generator().manual_seed(1))
         return gm.score_fn(sde), x, gm.log_prob_t(x, torch.tensor(1e-5), sde), sde
+    if name == "digits8":  # the default run's digits model (8x8 images), trained by `bound`
+        from scoresde.io.runs import load_run
+        from scoresde.likelihood import dequantize, to_levels
+
+        run = load_run(RESULTS / "digits_run")
+        k = to_levels(torch.stack([run.dataset("test")[i][0] for i in range(B)]), 17)
+        x = dequantize(k, 17, (-1, 1), generator=torch.Generator().manual_seed(0))
+        return run.model, x, None, run.sde
     model = _unet(sde)
     x = torch.rand(B, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     return model, x, None, sde
@@ -379,7 +389,7 @@ def row_worker(spec: dict) -> dict:
     score_fn, x, exact, sde = _case(spec["case"], spec["batch"])
     D = x[0].numel()
     if exact is None:  # the U-Net: exact trace at a tight tolerance as the reference value
-        cache = RESULTS / f"unet8_reference_{spec['batch']}.pt"
+        cache = RESULTS / f"{spec['case']}_reference_{spec['batch']}.pt"
         if cache.exists():
             exact = torch.load(cache, weights_only=True)
         else:
@@ -448,9 +458,9 @@ def _run_rows(specs: list[dict]) -> list[dict]:
     return rows
 
 
-def tradeoff(quick):
+def tradeoff(quick, cases=None):
     specs = []
-    cases = [("mix2", 512), ("mix16", 512), ("mix64", 512), ("unet8", 4)]
+    cases = cases or [("mix2", 512), ("mix16", 512), ("mix64", 512), ("unet8", 4)]
     if quick:
         cases = [("mix2", 128), ("mix64", 128)]
     for case, B in cases:
@@ -464,7 +474,7 @@ def tradeoff(quick):
                 }
             )
         for label, opts in ESTIMATORS.items():
-            reps = 1 if (label == "exact" or case == "unet8" or quick) else 3
+            reps = 1 if (label == "exact" or case.endswith("8") or quick) else 3
             specs.append(
                 {"case": case, "batch": B, "estimator": label, "options": opts, "repeats": reps}
             )
@@ -695,6 +705,7 @@ def main(argv=None):
         default=["tradeoff", "memory", "independent", "bound"],
         choices=["tradeoff", "memory", "independent", "bound", "accuracy", "image", "target"],
     )
+    ap.add_argument("--cases", nargs="*", help="tradeoff cases, e.g. mix64:512 digits8:128")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.row:
@@ -707,8 +718,9 @@ def main(argv=None):
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases or []]
     for name, fn in (
-        ("tradeoff", tradeoff),
+        ("tradeoff", lambda q: tradeoff(q, cases)),
         ("memory", memory),
         ("independent", independent),
         ("bound", bound),
