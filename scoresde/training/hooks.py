@@ -71,7 +71,9 @@ def check_likelihood_options(options: LikelihoodOptions, sde: SDE, shape: Sequen
     o = options
     x = torch.zeros(1, *shape)
     try:  # the likelihood's own argument check (its single source of valid values)
-        _ode_likelihood._check_args(sde, x, o.trace, o.method, o.rtol, o.atol, o.eps, o.probes)
+        _ode_likelihood._check_args(
+            sde, x, o.trace, o.method, o.rtol, o.atol, o.eps, o.probes, False, False, False
+        )
     except (ValueError, TypeError) as e:
         raise ValueError(f"training.likelihood.{e}") from e
 
