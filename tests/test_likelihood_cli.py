@@ -300,17 +300,8 @@ def test_torchrun_two_processes_shard_batches_and_equal_one_process(runs, tmp_pa
     ]
     one = evaluate(_cfg(common), tmp_path / "one")
     out = tmp_path / "two"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "scoresde.likelihood",
-        *common,
-        f"hydra.run.dir={out}",
-    ]
+    torchrun = "-m torch.distributed.run --standalone --nproc_per_node=2 -m scoresde.likelihood"
+    cmd = [sys.executable, *torchrun.split(), *common, f"hydra.run.dir={out}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     for _attempt in range(2):  # a free-port race under a loaded machine: retry once
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
