@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scoresde.checks import check_positive, check_size
 from scoresde.data.batch import dataset_size, get_batch
-from scoresde.data.checks import check_positive, check_size
 from scoresde.data.images import (
     FASHION_MNIST_DEBIAN_ROOT,
     DataError,

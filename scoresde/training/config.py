@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from scoresde import losses
+from scoresde.checks import check_size
 
 __all__ = [
     "LOSSES",
@@ -199,16 +200,9 @@ def _check(cond: bool, msg: str) -> None:
         raise ValueError(msg)
 
 
-def _is_int(v: Any, minimum: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-
 def _check_ints(node: Any, where: str, keys: tuple[str, ...], minimum: int, note: str = "") -> None:
     for key in keys:
-        v = getattr(node, key)
-        _check(
-            _is_int(v, minimum), f"{where}.{key} must be an integer >= {minimum}{note}, got {v!r}"
-        )
+        check_size(f"{where}.{key}", getattr(node, key), minimum, note)
 
 
 def _check_training(t: TrainingConfig) -> None:
@@ -251,11 +245,8 @@ def _check_training(t: TrainingConfig) -> None:
         ("sample_n", "sample_every"),
         ("likelihood_n", "likelihood_every"),
     ):
-        v = getattr(t, size)
-        _check(
-            getattr(t, every) == 0 or _is_int(v, 1),
-            f"training.{size} must be an integer >= 1 when training.{every} > 0, got {v!r}",
-        )
+        if getattr(t, every) != 0:
+            check_size(f"training.{size}", getattr(t, size), 1, f" when training.{every} > 0")
 
 
 def loss_options(t: TrainingConfig) -> dict[str, Any]:
