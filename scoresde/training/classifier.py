@@ -26,6 +26,7 @@ from torch import Tensor
 
 from scoresde.io.atomic import write_json_atomic
 from scoresde.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.io.distributed import resolve_device
 from scoresde.io.loggers import make_logger
 from scoresde.io.runs import build_dataset, build_sde
 from scoresde.nets.classifier import NoisyClassifier
@@ -33,7 +34,7 @@ from scoresde.sde import SDE, batch_view
 from scoresde.training.batches import EVAL, NOISE, DataOrder, dataset_size, get_batch, mix_seed
 from scoresde.training.config import task_options
 from scoresde.training.loop import Every, Loop, adam
-from scoresde.training.setup import check_run_config, resolve_device
+from scoresde.training.setup import check_run_config
 from scoresde.training.steplog import NonFiniteLossError
 
 __all__ = [
