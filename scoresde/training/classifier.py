@@ -169,8 +169,6 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     check_run_config(cfg)
     seed = int(cfg.seed)
     torch.manual_seed(seed)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)
     sde = build_sde(cfg.sde)
     train_set = build_dataset(cfg.data, "train")

@@ -81,8 +81,6 @@ class Trainer:
                 f"training.batch_size={t.batch_size} must be divisible by world_size x grad_accum "
                 f"= {self.world} x {self.accum}"
             )
-        if cfg.get("threads"):
-            torch.set_num_threads(int(cfg.threads))
         # --- data, model, optimizer, loss
         self.train_ds, self.test_ds = (
             build_dataset(cfg.data, "train"),
