@@ -1,4 +1,5 @@
-"""Data order and sharding: which items form the batch of step k on shard s, and the seeds of its noise.
+"""Data order and sharding: which items form the batch of step k on shard s, and the seeds of its
+noise.
 
 The global batch of step ``k`` is a function of ``(seed, k)`` alone: epoch ``e = k // (N // B)``
 uses the permutation ``randperm(N)`` of a generator seeded with ``mix_seed(seed, e, DATA)``, and

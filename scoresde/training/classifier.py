@@ -4,10 +4,11 @@ Loss (Song et al. 2021, appendix I.1; Dhariwal & Nichol 2021):
 
     L = E_{t ~ U(eps, T), (x0, y) ~ data, z ~ N(0, I)} [ -log p_t(y | m(t) x0 + std(t) z) ]
 
-``train_classifier(cfg, run_dir)`` is what ``python -m scoresde.train task=classifier`` runs: it reads
-``cfg.data``, ``cfg.sde``, ``cfg.seed``, ``cfg.device`` and the classifier options in ``cfg.task``
-(conf/task/classifier.yaml), and writes ``<run_dir>/checkpoints/last.pt`` (a scoresde checkpoint with
-``kind: "classifier"`` and the network's constructor arguments) plus ``classifier_metrics.json``
+``train_classifier(cfg, run_dir)`` is what ``python -m scoresde.train task=classifier`` runs: it
+reads ``cfg.data``, ``cfg.sde``, ``cfg.seed``, ``cfg.device`` and the classifier options in
+``cfg.task`` (conf/task/classifier.yaml), and writes ``<run_dir>/checkpoints/last.pt`` (a scoresde
+checkpoint with ``kind: "classifier"`` and the network's constructor arguments) plus
+``classifier_metrics.json``
 (held-out accuracy at several times). :func:`load_classifier` gets it back for
 ``python -m scoresde.generate task=classifier_guidance classifier_ckpt=...``.
 """
@@ -59,7 +60,8 @@ def classifier_loss(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Mean cross-entropy of ``classifier(x_t, t)`` with x_t ~ p_{0t}(. | x0), t ~ U(eps, T); scalar."""
+    """Mean cross-entropy of ``classifier(x_t, t)`` with x_t ~ p_{0t}(. | x0), t ~ U(eps, T);
+    scalar."""
     if x0.shape[0] != y.shape[0]:
         raise ValueError(
             f"x0 and y must have the same batch size, got {x0.shape[0]} and {y.shape[0]}"
@@ -239,7 +241,8 @@ def load_classifier(
     """Load a classifier checkpoint (a run directory or file) written by :func:`train_classifier`.
 
     Returns ``(classifier in eval mode with its SDE attached, checkpoint dict)``; the checkpoint's
-    ``config["sde"]`` rebuilds the SDE it was trained on. Raises CheckpointError for score checkpoints.
+    ``config["sde"]`` rebuilds the SDE it was trained on. Raises CheckpointError for score
+    checkpoints.
     """
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CLASSIFIER_KIND or "classifier" not in state:

@@ -1,4 +1,5 @@
-"""Typed training configs: the one place the defaults and types of ``training`` and the train tasks live.
+"""Typed training configs: the one place the defaults and types of ``training`` and the train
+tasks live.
 
 The dataclasses below are Hydra structured configs registered in the ConfigStore
 (:func:`register_configs`, run when ``scoresde.conf`` is imported); ``conf/training/*.yaml`` and the
@@ -70,7 +71,8 @@ class LikelihoodOptions:
 
 @dataclass
 class TrainingConfig:
-    """``cfg.training``: the optimisation, the loss, and the run's periodic work (0 turns one off)."""
+    """``cfg.training``: the optimisation, the loss, and the run's periodic work (0 turns one
+    off)."""
 
     steps: int = 8000  # optimizer steps (digits MLP: FD-digits 9.8 at 4000 steps, 1.9 at 8000)
     batch_size: int = 128  # global batch (split over DDP ranks x grad_accum)
@@ -148,7 +150,8 @@ def register_configs() -> None:
 
 
 def _typed(schema: type, node: Any, where: str):
-    """``node`` merged onto ``schema``'s defaults, as a dataclass; unknown keys / bad types raise."""
+    """``node`` merged onto ``schema``'s defaults, as a dataclass; unknown keys / bad types
+    raise."""
     if isinstance(node, schema):
         return node
     try:

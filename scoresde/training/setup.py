@@ -18,7 +18,8 @@ __all__ = ["check_run_config", "init_processes", "probe_null_label"]
 
 
 def check_run_config(cfg: Any) -> None:
-    """``seed`` is an integer; ``logger.name`` / ``logger.mode`` are known (ValueError naming them)."""
+    """``seed`` is an integer; ``logger.name`` / ``logger.mode`` are known (ValueError naming
+    them)."""
     if isinstance(cfg.get("seed"), bool) or not isinstance(cfg.get("seed"), int):
         raise TypeError(f"seed must be an integer, got {cfg.get('seed')!r}")
     lg = cfg.get("logger") or {}
