@@ -176,7 +176,8 @@ def main() -> None:
             print(
                 f"{row['model']:>24} {row['device']:>5}: {row['steps_per_s']:7.2f} steps/s "
                 f"{row['samples_per_s']:8.0f} samples/s  loop {row['loop_ms']:7.1f} ms  bare "
-                f"{row['bare_ms']:7.1f} ms  overhead {row['overhead_pct']:+5.1f}%  peak {row['peak_mem_mib']:.0f} MiB",
+                f"{row['bare_ms']:7.1f} ms  overhead {row['overhead_pct']:+5.1f}%  "
+                f"peak {row['peak_mem_mib']:.0f} MiB",
                 flush=True,
             )
     res = HERE / "results"
@@ -189,16 +190,21 @@ def main() -> None:
         "# Training-loop benchmark (benchmarks/training.py)",
         "",
         (
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{args.threads} intra-op thread(s); medians over alternating timing blocks; the machine may be shared."
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__}, {args.threads} intra-op thread(s); medians over "
+            "alternating timing blocks; the machine may be shared."
         ),
         "",
-        "| model | device | params | batch | steps/s | samples/s | loop ms/step | bare ms/step | overhead | peak memory |",
+        (
+            "| model | device | params | batch | steps/s | samples/s | loop ms/step | bare ms/step "
+            "| overhead | peak memory |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['device']} | {r['params']:,} | {r['batch']} | {r['steps_per_s']:.2f} | "
+            f"| {r['model']} | {r['device']} | {r['params']:,} | {r['batch']} | "
+            f"{r['steps_per_s']:.2f} | "
             f"{r['samples_per_s']:.0f} | {r['loop_ms']:.1f} | {r['bare_ms']:.1f} | "
             f"{r['overhead_pct']:+.1f}% | {r['peak_mem_mib']:.0f} MiB ({r['mem_kind']}) |"
         )

@@ -1,4 +1,5 @@
-"""``python -m scoresde.train [overrides]``: compose ``conf/config.yaml``, run :func:`scoresde.training.run`.
+"""``python -m scoresde.train [overrides]``: compose ``conf/config.yaml``, run
+:func:`scoresde.training.run`.
 
     python -m scoresde.train                                   # the main job (digits, MLP, VP)
     python -m scoresde.train experiment=toy2d logger=none device=cpu

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic save, weights_only load with clear errors, resume == uninterrupted, NaN stop."""
+"""Checkpoints: atomic save, weights_only load with clear errors, resume == uninterrupted, NaN
+stop."""
 
 import json
 import os

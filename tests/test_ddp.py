@@ -1,5 +1,5 @@
-"""DistributedDataParallel: `torchrun --nproc_per_node=2 -m scoresde.train` on CPU (gloo) matches one
-process that sees the same global batch (grad_accum=2: the same two shards, the same noise)."""
+"""DistributedDataParallel: `torchrun --nproc_per_node=2 -m scoresde.train` on CPU (gloo) matches
+one process that sees the same global batch (grad_accum=2: the same two shards, the same noise)."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""Training: configs compose, a toy run learns, the CLI main job / sweeps / launchers, wandb offline."""
+"""Training: configs compose, a toy run learns, the CLI main job / sweeps / launchers, wandb
+offline."""
 
 import json
 import math
@@ -226,7 +227,8 @@ def test_toy2d_training_learns_the_data(tmp_path):
 
 # ------------------------------------------------------------------------------- wandb
 def _wandb_records(path: Path):
-    """Parse a .wandb file (LevelDB log format: 32 KiB blocks, 7-byte record headers) into Records."""
+    """Parse a .wandb file (LevelDB log format: 32 KiB blocks, 7-byte record headers) into
+    Records."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = path.read_bytes()

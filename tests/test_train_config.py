@@ -1,5 +1,5 @@
-"""Typed training configs (one source of defaults, unknown keys refused), validation before the first
-step, config drift refused on resume, and the EMA warm-up."""
+"""Typed training configs (one source of defaults, unknown keys refused), validation before the
+first step, config drift refused on resume, and the EMA warm-up."""
 
 import json
 import math

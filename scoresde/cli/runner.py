@@ -32,6 +32,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from scoresde.checks import check_size
 from scoresde.cli.messages import EXIT_OK, exit_code, message
 from scoresde.errors import ConfigError
 from scoresde.io import distributed
@@ -75,12 +76,6 @@ def check_threads(threads: Any) -> int | None:
     return threads
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return seed
-
-
 def prepare(
     cfg: DictConfig, command: str, out_dir: str | Path, *, distributed_job: bool = False
 ) -> RunContext:
@@ -93,7 +88,7 @@ def prepare(
     if threads is not None:
         torch.set_num_threads(threads)
     if "seed" in cfg:
-        seed = _check_seed(cfg.seed)
+        seed = check_size("seed", cfg.seed, minimum=0)
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scoresde.data.checks import check_positive, check_size
+from scoresde.checks import check_positive, check_size
+from scoresde.data.batch import dataset_size, get_batch
 from scoresde.data.images import (
     FASHION_MNIST_DEBIAN_ROOT,
     DataError,
@@ -32,6 +33,8 @@ __all__ = [
     "DataError",
     "ImageDataset",
     "Toy2D",
+    "dataset_size",
+    "get_batch",
     "get_dataset",
     "make_toy2d",
     "read_cifar10_batch",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde.data.checks import check_size
+from scoresde.checks import check_size
 
 __all__ = [
     "FASHION_MNIST_DEBIAN_ROOT",

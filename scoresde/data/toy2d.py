@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from scoresde.data.checks import check_positive, check_size
+from scoresde.checks import check_positive, check_size
 
 __all__ = ["TOY2D", "Toy2D", "make_toy2d"]
 

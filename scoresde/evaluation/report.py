@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from scoresde import metrics as M
+from scoresde.data.batch import get_batch
 from scoresde.evaluation.config import EvaluateConfig
 from scoresde.evaluation.feature_cache import NetFeatures, make_feature_extractor
 from scoresde.evaluation.metrics_table import (
@@ -114,10 +115,7 @@ def _reference(cfg: EvaluateConfig, run) -> tuple[Tensor, dict[str, Any], str | 
         raise ValueError("no reference data: pass reference=FILE.npz or data=<name> (or a ckpt)")
     ds = build_dataset(data, cfg.split)
     total = len(ds) if cfg.num_reference is None else min(cfg.num_reference, len(ds))
-    if hasattr(ds, "get_batch"):
-        real = ds.get_batch(torch.arange(total))[0]
-    else:
-        real = torch.stack([ds[i][0] for i in range(total)])
+    real = get_batch(ds, torch.arange(total))[0]
     name = str(data["name"])
     data_range = getattr(ds, "info", {}).get("data_range", data_range)
     return real, {"source": f"data:{name}", "split": cfg.split}, name, data_range

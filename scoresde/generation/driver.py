@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scoresde import sampling
+from scoresde.checks import check_size
 from scoresde.generation.config import TASK_CONFIGS, GenerateConfig
 from scoresde.generation.loop import sample_in_batches
 from scoresde.generation.samples_file import save_samples
@@ -34,17 +35,10 @@ from scoresde.io.plots import save_samples as save_scatter
 from scoresde.io.runs import load_run
 from scoresde.sampling.noise import draw_seeds
 
-__all__ = ["check_size", "generate"]
+__all__ = ["check_size", "generate"]  # check_size: scoresde.checks (re-exported)
 
 # settings that may change between a killed run and its resume
 _MAY_CHANGE = ("progress", "resume", "threads", "device", "nrow", "batch_size")
-
-
-def check_size(name: str, v: Any, minimum: int = 1) -> int:
-    """An integer setting ``name`` >= ``minimum`` (a ValueError naming it otherwise)."""
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return v
 
 
 def _as_config(cfg: Any) -> DictConfig:

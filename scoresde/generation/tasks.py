@@ -34,6 +34,7 @@ from scoresde.controllable.tasks import (
     sdedit,
     to_grayscale,
 )
+from scoresde.data.batch import get_batch
 from scoresde.generation.samples_file import from_levels, load_samples, to_levels
 from scoresde.sampling import sample
 from scoresde.training.classifier import load_classifier
@@ -155,9 +156,7 @@ def data_items(run, split: str, idx: Tensor) -> Tensor:
         raise ValueError(f"task.split must be 'train' or 'test', got {split!r}")
     ds = run.dataset(split)
     idx = idx % len(ds)
-    if hasattr(ds, "get_batch"):
-        return ds.get_batch(idx)[0].float()
-    return torch.stack([ds[int(i)][0] for i in idx]).float()
+    return get_batch(ds, idx)[0].float()
 
 
 def _sampler(run, sampler: Mapping[str, Any], device):

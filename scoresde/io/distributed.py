@@ -74,6 +74,7 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     With several processes, ``cuda`` / ``auto`` mean this process's ``cuda:<local_rank>``.
     """
     name = "cpu" if name is None else str(name)
+    bad = f"device must be one of cpu, cuda, cuda:N or auto, got {name!r}"
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if name == "auto":
         name = "cuda" if have else "cpu"
@@ -88,14 +89,14 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
         try:
             index = int(index)
         except ValueError:
-            raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}") from None
+            raise ValueError(bad) from None
         if not 0 <= index < have:
             raise ValueError(
                 f"device={name} does not exist: this machine has {have} CUDA device(s) "
                 f"(cuda:0 .. cuda:{have - 1})"
             )
         return torch.device("cuda", index)
-    raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    raise ValueError(bad)
 
 
 def init(device: torch.device | None = None) -> ProcessInfo:

@@ -34,7 +34,8 @@ def make_grid(
     padding: int = 1,
     pad_value: float = 1.0,
 ) -> np.ndarray:
-    """Tile images ``x`` [N, C, H, W] (in ``data_range``) into a uint8 array [rows*H', cols*W', C]."""
+    """Tile images ``x`` [N, C, H, W] (in ``data_range``) into a uint8 array
+    [rows*H', cols*W', C]."""
     a = _np(x)
     if a.ndim != 4:
         raise ValueError(f"x must have shape [N, C, H, W], got {a.shape}")
@@ -60,7 +61,8 @@ def save_image_grid(
     nrow: int | None = None,
     scale: int | None = None,
 ) -> Path:
-    """Save a PNG grid of images ``x`` [N, C, H, W]; small images are upscaled (nearest) to ~32 px."""
+    """Save a PNG grid of images ``x`` [N, C, H, W]; small images are upscaled (nearest) to
+    ~32 px."""
     from PIL import Image
 
     grid = make_grid(x, data_range, nrow)
@@ -116,7 +118,8 @@ def save_loss_curve(
     smooth: int = 50,
     title: str = "training loss",
 ) -> Path:
-    """Loss against step (raw, light) with a moving average over ``smooth`` steps; log y-axis if > 0."""
+    """Loss against step (raw, light) with a moving average over ``smooth`` steps; log y-axis if
+    > 0."""
     s = np.asarray(steps, dtype=np.float64)
     v = np.asarray(losses, dtype=np.float64)
     fig = _figure((6, 4))

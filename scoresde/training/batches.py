@@ -1,4 +1,5 @@
-"""Data order and sharding: which items form the batch of step k on shard s, and the seeds of its noise.
+"""Data order and sharding: which items form the batch of step k on shard s, and the seeds of its
+noise.
 
 The global batch of step ``k`` is a function of ``(seed, k)`` alone: epoch ``e = k // (N // B)``
 uses the permutation ``randperm(N)`` of a generator seeded with ``mix_seed(seed, e, DATA)``, and
@@ -11,14 +12,13 @@ of an uninterrupted one, and W ranks with grad_accum A see the shards of one pro
 
 from __future__ import annotations
 
-import functools
-import inspect
-from typing import Any
-
 import torch
 from torch import Tensor
 
-__all__ = ["DataOrder", "drop_labels", "get_batch", "mix_seed"]
+from scoresde.data.batch import dataset_size, get_batch
+
+# get_batch / dataset_size live in scoresde.data.batch (re-exported here for callers)
+__all__ = ["DataOrder", "dataset_size", "drop_labels", "get_batch", "mix_seed"]
 
 # stream tags: one per use of a seed, so no two uses share a stream
 DATA, AUGMENT, NOISE, DROPOUT, SAMPLE, LIKELIHOOD, EVAL = (
@@ -44,46 +44,6 @@ def mix_seed(*ints: int) -> int:
         h = (h ^ (int(v) & _M64)) * 0xBF58476D1CE4E5B9 & _M64
         h ^= h >> 31
     return h & 0x7FFFFFFFFFFFFFFF
-
-
-def get_batch(
-    dataset: Any, idx: Tensor, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """Items ``idx`` of ``dataset`` as ``(x [B, *dims], y [B])``.
-
-    ``dataset`` is a scoresde data set (vectorised ``get_batch(idx[, generator])``; the generator
-    draws its augmentation), any map-style data set of ``(x, y)`` items, or an ``(x, y)`` pair of
-    tensors.
-    """
-    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
-        x, y = (torch.as_tensor(v) for v in dataset)
-        return x[idx], y[idx]
-    fn = getattr(dataset, "get_batch", None)
-    if fn is not None:
-        if generator is not None and _takes_generator(type(dataset)):
-            return fn(idx, generator=generator)
-        return fn(idx)
-    if not hasattr(dataset, "__getitem__"):
-        raise TypeError(
-            "dataset must have get_batch(idx) -> (x, y), items (x, y), or be an (x, y) pair; "
-            f"got {type(dataset).__name__}"
-        )
-    items = [dataset[int(i)] for i in idx]
-    return torch.stack([torch.as_tensor(a) for a, _ in items]), torch.as_tensor(
-        [int(b) for _, b in items]
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _takes_generator(cls: type) -> bool:
-    return "generator" in inspect.signature(cls.get_batch).parameters
-
-
-def dataset_size(dataset: Any) -> int:
-    """Number of items of a data set or of an ``(x, y)`` pair."""
-    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
-        return int(torch.as_tensor(dataset[0]).shape[0])
-    return len(dataset)
 
 
 class DataOrder:

@@ -4,10 +4,11 @@ Loss (Song et al. 2021, appendix I.1; Dhariwal & Nichol 2021):
 
     L = E_{t ~ U(eps, T), (x0, y) ~ data, z ~ N(0, I)} [ -log p_t(y | m(t) x0 + std(t) z) ]
 
-``train_classifier(cfg, run_dir)`` is what ``python -m scoresde.train task=classifier`` runs: it reads
-``cfg.data``, ``cfg.sde``, ``cfg.seed``, ``cfg.device`` and the classifier options in ``cfg.task``
-(conf/task/classifier.yaml), and writes ``<run_dir>/checkpoints/last.pt`` (a scoresde checkpoint with
-``kind: "classifier"`` and the network's constructor arguments) plus ``classifier_metrics.json``
+``train_classifier(cfg, run_dir)`` is what ``python -m scoresde.train task=classifier`` runs: it
+reads ``cfg.data``, ``cfg.sde``, ``cfg.seed``, ``cfg.device`` and the classifier options in
+``cfg.task`` (conf/task/classifier.yaml), and writes ``<run_dir>/checkpoints/last.pt`` (a scoresde
+checkpoint with ``kind: "classifier"`` and the network's constructor arguments) plus
+``classifier_metrics.json``
 (held-out accuracy at several times). :func:`load_classifier` gets it back for
 ``python -m scoresde.generate task=classifier_guidance classifier_ckpt=...``.
 """
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from scoresde.io.atomic import write_json_atomic
 from scoresde.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoresde.io.distributed import resolve_device
 from scoresde.io.loggers import make_logger
 from scoresde.io.runs import build_dataset, build_sde
 from scoresde.nets.classifier import NoisyClassifier
@@ -33,7 +35,7 @@ from scoresde.sde import SDE, batch_view
 from scoresde.training.batches import EVAL, NOISE, DataOrder, dataset_size, get_batch, mix_seed
 from scoresde.training.config import task_options
 from scoresde.training.loop import Every, Loop, adam
-from scoresde.training.setup import check_run_config, resolve_device
+from scoresde.training.setup import check_run_config
 from scoresde.training.steplog import NonFiniteLossError
 
 __all__ = [
@@ -58,7 +60,8 @@ def classifier_loss(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Mean cross-entropy of ``classifier(x_t, t)`` with x_t ~ p_{0t}(. | x0), t ~ U(eps, T); scalar."""
+    """Mean cross-entropy of ``classifier(x_t, t)`` with x_t ~ p_{0t}(. | x0), t ~ U(eps, T);
+    scalar."""
     if x0.shape[0] != y.shape[0]:
         raise ValueError(
             f"x0 and y must have the same batch size, got {x0.shape[0]} and {y.shape[0]}"
@@ -168,8 +171,6 @@ def train_classifier(cfg: Any, run_dir: str | Path) -> ClassifierResult:
     check_run_config(cfg)
     seed = int(cfg.seed)
     torch.manual_seed(seed)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)
     sde = build_sde(cfg.sde)
     train_set = build_dataset(cfg.data, "train")
@@ -240,7 +241,8 @@ def load_classifier(
     """Load a classifier checkpoint (a run directory or file) written by :func:`train_classifier`.
 
     Returns ``(classifier in eval mode with its SDE attached, checkpoint dict)``; the checkpoint's
-    ``config["sde"]`` rebuilds the SDE it was trained on. Raises CheckpointError for score checkpoints.
+    ``config["sde"]`` rebuilds the SDE it was trained on. Raises CheckpointError for score
+    checkpoints.
     """
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CLASSIFIER_KIND or "classifier" not in state:

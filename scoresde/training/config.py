@@ -1,4 +1,5 @@
-"""Typed training configs: the one place the defaults and types of ``training`` and the train tasks live.
+"""Typed training configs: the one place the defaults and types of ``training`` and the train
+tasks live.
 
 The dataclasses below are Hydra structured configs registered in the ConfigStore
 (:func:`register_configs`, run when ``scoresde.conf`` is imported); ``conf/training/*.yaml`` and the
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from scoresde import losses
+from scoresde.checks import check_size
 
 __all__ = [
     "LOSSES",
@@ -69,7 +71,8 @@ class LikelihoodOptions:
 
 @dataclass
 class TrainingConfig:
-    """``cfg.training``: the optimisation, the loss, and the run's periodic work (0 turns one off)."""
+    """``cfg.training``: the optimisation, the loss, and the run's periodic work (0 turns one
+    off)."""
 
     steps: int = 8000  # optimizer steps (digits MLP: FD-digits 9.8 at 4000 steps, 1.9 at 8000)
     batch_size: int = 128  # global batch (split over DDP ranks x grad_accum)
@@ -147,7 +150,8 @@ def register_configs() -> None:
 
 
 def _typed(schema: type, node: Any, where: str):
-    """``node`` merged onto ``schema``'s defaults, as a dataclass; unknown keys / bad types raise."""
+    """``node`` merged onto ``schema``'s defaults, as a dataclass; unknown keys / bad types
+    raise."""
     if isinstance(node, schema):
         return node
     try:
@@ -199,16 +203,9 @@ def _check(cond: bool, msg: str) -> None:
         raise ValueError(msg)
 
 
-def _is_int(v: Any, minimum: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-
 def _check_ints(node: Any, where: str, keys: tuple[str, ...], minimum: int, note: str = "") -> None:
     for key in keys:
-        v = getattr(node, key)
-        _check(
-            _is_int(v, minimum), f"{where}.{key} must be an integer >= {minimum}{note}, got {v!r}"
-        )
+        check_size(f"{where}.{key}", getattr(node, key), minimum, note)
 
 
 def _check_training(t: TrainingConfig) -> None:
@@ -251,11 +248,8 @@ def _check_training(t: TrainingConfig) -> None:
         ("sample_n", "sample_every"),
         ("likelihood_n", "likelihood_every"),
     ):
-        v = getattr(t, size)
-        _check(
-            getattr(t, every) == 0 or _is_int(v, 1),
-            f"training.{size} must be an integer >= 1 when training.{every} > 0, got {v!r}",
-        )
+        if getattr(t, every) != 0:
+            check_size(f"training.{size}", getattr(t, size), 1, f" when training.{every} > 0")
 
 
 def loss_options(t: TrainingConfig) -> dict[str, Any]:

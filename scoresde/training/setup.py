@@ -1,4 +1,4 @@
-"""Run setup shared by the trainers: the device, the process group of a ``torchrun`` launch, and
+"""Run setup shared by the trainers: the process group of a ``torchrun`` launch, and
 the checks of the run-level config keys (``seed``, ``logger``)."""
 
 from __future__ import annotations
@@ -14,27 +14,12 @@ import torch.distributed as dist
 from scoresde.io import distributed
 from scoresde.io.loggers import LOGGER_NAMES, WANDB_MODES
 
-__all__ = ["check_run_config", "init_processes", "probe_null_label", "resolve_device"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` / ``cuda:N`` need a GPU; ``cpu``."""
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={name} but CUDA is not available; use device=cpu or device=auto"
-            )
-        return torch.device(name)
-    raise ValueError(f"device must be one of cpu, cuda, cuda:N, auto; got {name!r}")
+__all__ = ["check_run_config", "init_processes", "probe_null_label"]
 
 
 def check_run_config(cfg: Any) -> None:
-    """``seed`` is an integer; ``logger.name`` / ``logger.mode`` are known (ValueError naming them)."""
+    """``seed`` is an integer; ``logger.name`` / ``logger.mode`` are known (ValueError naming
+    them)."""
     if isinstance(cfg.get("seed"), bool) or not isinstance(cfg.get("seed"), int):
         raise TypeError(f"seed must be an integer, got {cfg.get('seed')!r}")
     lg = cfg.get("logger") or {}

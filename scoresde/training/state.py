@@ -90,7 +90,8 @@ def check_config_drift(saved: Mapping[str, Any], now: Mapping[str, Any], path: P
     b = {k: v for g in DRIFT_GROUPS if g in now for k, v in _flat({g: now[g]}).items()}
     missing = object()
     # the typed groups may gain or lose keys between versions: compare the keys both configs have;
-    # in the free-form groups (model, sde, data: constructor arguments) a key added or dropped counts
+    # in the free-form groups (model, sde, data: constructor arguments) a key added or dropped
+    # counts
     keys = set(a) & set(b) | {k for k in set(a) ^ set(b) if k.split(".")[0] not in TYPED_GROUPS}
     diff = [
         k for k in sorted(keys) if not _may_change(k) and a.get(k, missing) != b.get(k, missing)

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from scoresde.io.checkpoint import save_checkpoint
+from scoresde.io.distributed import resolve_device
 from scoresde.io.loggers import NullLogger, make_logger
 from scoresde.io.runs import build_dataset, build_score_model, build_sde
 from scoresde.training import batches
@@ -42,12 +43,7 @@ from scoresde.training.config import LOSS_FUNCTIONS, loss_options, training_opti
 from scoresde.training.ema import EMA
 from scoresde.training.hooks import Evaluator, plot_losses
 from scoresde.training.loop import Every, Loop, adam, warmup_lr
-from scoresde.training.setup import (
-    check_run_config,
-    init_processes,
-    probe_null_label,
-    resolve_device,
-)
+from scoresde.training.setup import check_run_config, init_processes, probe_null_label
 from scoresde.training.state import load_training_state, resume_path, training_state
 from scoresde.training.steplog import NonFiniteLossError, StepLog
 
@@ -85,8 +81,6 @@ class Trainer:
                 f"training.batch_size={t.batch_size} must be divisible by world_size x grad_accum "
                 f"= {self.world} x {self.accum}"
             )
-        if cfg.get("threads"):
-            torch.set_num_threads(int(cfg.threads))
         # --- data, model, optimizer, loss
         self.train_ds, self.test_ds = (
             build_dataset(cfg.data, "train"),
