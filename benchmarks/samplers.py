@@ -141,16 +141,17 @@ STOCHASTIC = (
     ("reverse_diffusion", "reverse_diffusion", {}),
     ("ancestral", "ancestral", {}),
     ("pc (default, std)", "pc", {}),
-    ("pc langevin_norm=batch", "pc", {"langevin_norm": "batch"}),
     ("pc langevin_norm=per_sample", "pc", {"langevin_norm": "per_sample"}),
     ("annealed_langevin", "annealed_langevin", {}),
     ("sde (torchsde euler)", "sde", {}),
     ("sde_dpm_solver", "sde_dpm_solver", {}),
+    ("pc langevin_norm=batch", "pc", {"langevin_norm": "batch"}),
 )
 
 
 def stochastic(n: int, floor_sets: int, steps_list=(100, 300, 1000)) -> list:
-    """Every stochastic sampler at its defaults over a step sweep (seed 0)."""
+    """Every stochastic sampler at its defaults over a step sweep (seed 0); the CSV is rewritten
+    after every run (a long sweep can be read while it runs)."""
     sdes = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
     rows = []
     for pname, gm in problems().items():
@@ -181,6 +182,7 @@ def stochastic(n: int, floor_sets: int, steps_list=(100, 300, 1000)) -> list:
                             "wall_s": round(time.perf_counter() - t0, 2),
                         }
                     )
+                    write_csv(os.path.join(RESULTS, "samplers_stochastic.csv"), rows)
                     print(
                         f"{pname:7s} {sname:5s} {label:28s} steps={steps:5d} nfe={res.nfe:5d} "
                         f"sw={m['sw']:.4f} mmd={m['mmd']:.2e} logp={m['logp']:.4f} "
