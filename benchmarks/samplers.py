@@ -61,6 +61,19 @@ def check_problem() -> dict:
     return {"check": gm.to(torch.float32)}
 
 
+def draw(sde, gm, n: int, method: str, steps, seed: int = 0, **opts):
+    """One benchmark run: n samples of ``gm`` with exact scores, keyed noise from ``seed``."""
+    return sample(
+        sde,
+        gm.score_fn(sde),
+        (n, gm.dim),
+        method=method,
+        steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        **opts,
+    )
+
+
 FEWSTEP_METHODS = ("ipndm", "deis", "sde_dpm_solver", "dpm_solver", "unipc")
 FEWSTEP_NFE = (5, 6, 8, 10, 12)
 SEEDS = (0, 1, 2, 3, 4)
@@ -78,14 +91,7 @@ def fewstep(n: int, floor_sets: int, nfes=FEWSTEP_NFE, with_check: bool = True) 
                 for nfe in nfes:
                     passed = []
                     for seed in SEEDS:
-                        res = sample(
-                            sde,
-                            gm.score_fn(sde),
-                            (n, gm.dim),
-                            method=method,
-                            steps=nfe - 1,
-                            generator=torch.Generator().manual_seed(seed),
-                        )
+                        res = draw(sde, gm, n, method, nfe - 1, seed)
                         assert res.nfe == nfe, (method, res.nfe, nfe)
                         m = judge.measure(res.x, lazy=True)
                         passed.append(m["passed"])
@@ -141,16 +147,17 @@ STOCHASTIC = (
     ("reverse_diffusion", "reverse_diffusion", {}),
     ("ancestral", "ancestral", {}),
     ("pc (default, std)", "pc", {}),
-    ("pc langevin_norm=batch", "pc", {"langevin_norm": "batch"}),
     ("pc langevin_norm=per_sample", "pc", {"langevin_norm": "per_sample"}),
     ("annealed_langevin", "annealed_langevin", {}),
     ("sde (torchsde euler)", "sde", {}),
     ("sde_dpm_solver", "sde_dpm_solver", {}),
+    ("pc langevin_norm=batch", "pc", {"langevin_norm": "batch"}),
 )
 
 
 def stochastic(n: int, floor_sets: int, steps_list=(100, 300, 1000)) -> list:
-    """Every stochastic sampler at its defaults over a step sweep (seed 0)."""
+    """Every stochastic sampler at its defaults over a step sweep (seed 0); the CSV is rewritten
+    after every run (a long sweep can be read while it runs)."""
     sdes = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
     rows = []
     for pname, gm in problems().items():
@@ -159,15 +166,7 @@ def stochastic(n: int, floor_sets: int, steps_list=(100, 300, 1000)) -> list:
             for label, method, opts in STOCHASTIC:
                 for steps in steps_list:
                     t0 = time.perf_counter()
-                    res = sample(
-                        sde,
-                        gm.score_fn(sde),
-                        (n, gm.dim),
-                        method=method,
-                        steps=steps,
-                        generator=torch.Generator().manual_seed(0),
-                        **opts,
-                    )
+                    res = draw(sde, gm, n, method, steps, **opts)
                     m = judge.measure(res.x, lazy=True)
                     rows.append(
                         {
@@ -181,6 +180,7 @@ def stochastic(n: int, floor_sets: int, steps_list=(100, 300, 1000)) -> list:
                             "wall_s": round(time.perf_counter() - t0, 2),
                         }
                     )
+                    write_csv(os.path.join(RESULTS, "samplers_stochastic.csv"), rows)
                     print(
                         f"{pname:7s} {sname:5s} {label:28s} steps={steps:5d} nfe={res.nfe:5d} "
                         f"sw={m['sw']:.4f} mmd={m['mmd']:.2e} logp={m['logp']:.4f} "
@@ -342,15 +342,7 @@ def quality(quick: bool, n: int, floor_sets: int) -> list:
         for sname, sde in sdes.items():
             for label, method, steps, opts in sampler_settings(quick):
                 t0 = time.perf_counter()
-                res = sample(
-                    sde,
-                    gm.score_fn(sde),
-                    (n, gm.dim),
-                    method=method,
-                    steps=steps,
-                    generator=torch.Generator().manual_seed(0),
-                    **opts,
-                )
+                res = draw(sde, gm, n, method, steps, **opts)
                 wall = time.perf_counter() - t0
                 m = judge.measure(res.x)
                 row = {

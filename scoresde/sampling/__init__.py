@@ -35,6 +35,7 @@ from scoresde.sampling.predictors import (
 from scoresde.sampling.registry import (
     METHODS,
     GridOptions,
+    MultistepOptions,
     SamplerOptions,
     SamplerSpec,
     get_sampler,
@@ -56,6 +57,7 @@ __all__ = [
     "GridOptions",
     "KeyedNoise",
     "LangevinCorrector",
+    "MultistepOptions",
     "NoneCorrector",
     "NonePredictor",
     "ReverseDiffusionPredictor",

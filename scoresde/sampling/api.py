@@ -15,7 +15,7 @@ guidance) must enable them itself with ``torch.enable_grad()``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -73,35 +73,22 @@ def method_defaults(method: str) -> dict[str, Any]:
     return dataclasses.asdict(get_sampler(method).options())
 
 
-class _Defaults(dict):
+class _Defaults(Mapping):
     """METHOD_DEFAULTS: method -> default options, read from the live registry."""
 
-    def __getitem__(self, method):
+    def __getitem__(self, method: str) -> dict[str, Any]:
+        if method not in METHODS:
+            raise KeyError(method)
         return method_defaults(method)
 
     def __iter__(self):
         return iter(METHODS)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(METHODS)
 
-    def __contains__(self, method):
-        return method in METHODS
 
-    def keys(self):
-        return list(METHODS)
-
-    def items(self):
-        return [(m, method_defaults(m)) for m in METHODS]
-
-    def values(self):
-        return [method_defaults(m) for m in METHODS]
-
-    def get(self, method, default=None):
-        return method_defaults(method) if method in METHODS else default
-
-
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = _Defaults()
+METHOD_DEFAULTS: Mapping[str, dict[str, Any]] = _Defaults()
 
 
 def _setup(sde, shape, x_init, t_start, eps, dtype, device, generator):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -31,6 +31,7 @@ __all__ = [
     "SAMPLE_KEYWORDS",
     "GridOptions",
     "LiveNames",
+    "MultistepOptions",
     "SamplerOptions",
     "SamplerSpec",
     "get_sampler",
@@ -83,6 +84,19 @@ class GridOptions(SamplerOptions):
 
     def end_time(self, sde: SDE, eps: float) -> float:
         return eps if self.end_sigma is None else eps_for_sigma(sde, self.end_sigma)
+
+
+@dataclass(frozen=True)
+class MultistepOptions(GridOptions):
+    """A multistep method's ``order`` (one of the class's ``ORDERS``); step i uses order
+    min(order, i + 1) (a lower-order start)."""
+
+    ORDERS: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    order: int = 3
+
+    def check(self) -> None:
+        super().check()
+        check_choice("order", self.order, list(self.ORDERS))
 
 
 RunFn = Callable[[Any, Tensor, SamplerOptions, float, float], Tensor]

@@ -32,12 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde.sampling.checks import check_choice
 from scoresde.sampling.context import SamplerContext
 from scoresde.sampling.loop import ScaledGridMethod, grid_for, run_grid
-from scoresde.sampling.registry import GridOptions, register_sampler
+from scoresde.sampling.registry import MultistepOptions, register_sampler
 
-__all__ = ["MultistepOptions", "deis_coefficients", "run_deis", "run_ipndm"]
+__all__ = ["EpsMultistepOptions", "deis_coefficients", "run_deis", "run_ipndm"]
 
 # Adams-Bashforth weights, newest first (iPNDM)
 AB_WEIGHTS = {
@@ -50,16 +49,13 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(16)
 
 
 @dataclass(frozen=True)
-class MultistepOptions(GridOptions):
+class EpsMultistepOptions(MultistepOptions):
     """iPNDM and DEIS: ``order`` 1..4 (default 4: iPNDM's AB4, DEIS's tAB3) on the Karras grid."""
 
+    ORDERS = (1, 2, 3, 4)
     steps: int | None = 9
     time_grid: str = "karras"
     order: int = 4
-
-    def check(self) -> None:
-        super().check()
-        check_choice("order", self.order, [1, 2, 3, 4])
 
 
 def deis_coefficients(sde, grid: Tensor, i: int, k: int) -> list[float]:
@@ -115,26 +111,28 @@ class _DEIS(_EpsMultistep):
         return deis_coefficients(self.sde_, self.grid, i, k)
 
 
-def run_ipndm(ctx: SamplerContext, x: Tensor, opts: MultistepOptions, t_start: float, eps: float):
+def run_ipndm(
+    ctx: SamplerContext, x: Tensor, opts: EpsMultistepOptions, t_start: float, eps: float
+):
     grid = grid_for(ctx, opts, t_start, eps)
     return run_grid(ctx, x, grid, _IPNDM(ctx.sde, grid, opts.order))
 
 
-def run_deis(ctx: SamplerContext, x: Tensor, opts: MultistepOptions, t_start: float, eps: float):
+def run_deis(ctx: SamplerContext, x: Tensor, opts: EpsMultistepOptions, t_start: float, eps: float):
     grid = grid_for(ctx, opts, t_start, eps)
     return run_grid(ctx, x, grid, _DEIS(ctx.sde, grid, opts.order))
 
 
 register_sampler(
     "ipndm",
-    MultistepOptions,
+    EpsMultistepOptions,
     run_ipndm,
     stochastic=False,
     summary="iPNDM (Zhang & Chen 2023): 4th-order Adams-Bashforth on the noise prediction",
 )
 register_sampler(
     "deis",
-    MultistepOptions,
+    EpsMultistepOptions,
     run_deis,
     stochastic=False,
     summary="DEIS tAB3 (Zhang & Chen 2023): exponential integrator, cubic eps extrapolation in t",

@@ -28,40 +28,35 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from scoresde.sampling.checks import check_bool, check_choice
+from scoresde.sampling.checks import check_bool
 from scoresde.sampling.context import SamplerContext
 from scoresde.sampling.loop import ScaledGridMethod, grid_for, run_grid
-from scoresde.sampling.registry import GridOptions, register_sampler
+from scoresde.sampling.registry import MultistepOptions, register_sampler
 
 __all__ = ["DPMSolverOptions", "SDEDPMSolverOptions", "run_dpm_solver", "run_sde_dpm_solver"]
 
 
 @dataclass(frozen=True)
-class DPMSolverOptions(GridOptions):
+class DPMSolverOptions(MultistepOptions):
     """``order`` 1..3 on the logSNR grid, 14 steps; ``lower_order_final`` (see module)."""
 
     steps: int | None = 14
     time_grid: str = "logsnr"
-    order: int = 3
     lower_order_final: bool = True
 
     def check(self) -> None:
         super().check()
-        check_choice("order", self.order, [1, 2, 3])
         check_bool("lower_order_final", self.lower_order_final)
 
 
 @dataclass(frozen=True)
-class SDEDPMSolverOptions(GridOptions):
+class SDEDPMSolverOptions(MultistepOptions):
     """SDE-DPM-Solver++(2M): ``order`` 1 or 2 (2M), logSNR grid, 20 steps."""
 
+    ORDERS = (1, 2)
     steps: int | None = 20
     time_grid: str = "logsnr"
     order: int = 2
-
-    def check(self) -> None:
-        super().check()
-        check_choice("order", self.order, [1, 2])
 
 
 class _DPMSolver(ScaledGridMethod):

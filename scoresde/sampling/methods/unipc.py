@@ -28,7 +28,7 @@ from torch import Tensor
 from scoresde.sampling.checks import check_bool, check_choice
 from scoresde.sampling.context import SamplerContext
 from scoresde.sampling.loop import ScaledGridMethod, grid_for, run_grid
-from scoresde.sampling.registry import GridOptions, register_sampler
+from scoresde.sampling.registry import MultistepOptions, register_sampler
 
 __all__ = ["UNIPC_VARIANTS", "UniPCOptions", "run_unipc", "unipc_coefficients"]
 
@@ -36,15 +36,15 @@ UNIPC_VARIANTS = ("bh1", "bh2")
 
 
 @dataclass(frozen=True)
-class UniPCOptions(GridOptions):
+class UniPCOptions(MultistepOptions):
     """``order`` 1..4, ``variant`` bh1 | bh2, ``unic`` (the corrector on/off), ``final_corrector``
     (UniC on the last step, fused with the final denoising), ``lower_order_final``; defaults:
     14 steps on the bump grid ending at sigma = 0.02 (15 NFE with the final step)."""
 
+    ORDERS = (1, 2, 3, 4)
     steps: int | None = 14
     time_grid: str = "bump"
     end_sigma: float | None = 0.02
-    order: int = 3
     variant: str = "bh2"
     lower_order_final: bool = True
     unic: bool = True
@@ -52,7 +52,6 @@ class UniPCOptions(GridOptions):
 
     def check(self) -> None:
         super().check()
-        check_choice("order", self.order, [1, 2, 3, 4])
         check_choice("variant", self.variant, UNIPC_VARIANTS)
         for key in ("lower_order_final", "unic", "final_corrector"):
             check_bool(key, getattr(self, key))
