@@ -1,4 +1,5 @@
-"""Probability-flow likelihoods and bits/dim against the Gaussian-mixture oracle's exact densities."""
+"""Probability-flow likelihoods and bits/dim against the Gaussian-mixture oracle's exact
+densities."""
 
 import math
 
@@ -86,7 +87,8 @@ def test_hutchinson_is_unbiased_within_its_standard_error(trace, name):
         )
     assert est.stderr is not None and (est.stderr > 0).all()
     z = (est.logp - ex.logp) / est.stderr
-    # 8 independent z-scores: each within 4.5 sigma, and their mean square near 1 (chi^2_8 / 8 < 3.5)
+    # 8 independent z-scores: each within 4.5 sigma, and their mean square near 1
+    # (chi^2_8 / 8 < 3.5)
     assert z.abs().max() < 4.5, z
     assert (z**2).mean() < 3.5, z
     # the estimator is not trivially exact: per-sample stderr is resolvable

@@ -1,4 +1,6 @@
-"""``python -m scoresde.likelihood`` end to end on tiny checkpoints: results, resume, errors, --help."""
+"""``python -m scoresde.likelihood`` end to end on tiny checkpoints.
+
+Results, resume, errors, --help."""
 
 import json
 import math
@@ -10,11 +12,11 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from scoresde.evaluation.likelihood import LikelihoodCLIError, evaluate
+from scoresde.evaluation.likelihood_records import batch_seed as _batch_seed
 from scoresde.io.checkpoint import save_checkpoint
 from scoresde.io.runs import build_dataset, build_score_model, load_run
 from scoresde.likelihood import bits_per_dim
-from scoresde.likelihood.evaluation import LikelihoodCLIError, evaluate
-from scoresde.likelihood.records import batch_seed as _batch_seed
 
 FAST = ["rtol=1e-3", "atol=1e-3", "eps=1e-3", "threads=1", "progress=false"]
 
@@ -232,7 +234,7 @@ def test_bound_is_reported_beside_the_ode_value(runs, tmp_path, monkeypatch, cap
 
 
 def test_a_kill_mid_batch_then_rerun_writes_the_identical_file(runs, tmp_path, monkeypatch):
-    import scoresde.likelihood.evaluation as ev
+    import scoresde.evaluation.likelihood as ev
 
     common = [
         f"ckpt={runs['moons']}",

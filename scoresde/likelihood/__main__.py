@@ -1,6 +1,6 @@
 """``python -m scoresde.likelihood``: likelihood (and optionally the variational bound) of a trained
 run on a dataset split; ``torchrun --nproc_per_node=K -m scoresde.likelihood ...`` shards the
-batches over K processes. The library code is :mod:`scoresde.likelihood.evaluation`; options are
+batches over K processes. The library code is :mod:`scoresde.evaluation.likelihood`; options are
 in ``conf/likelihood.yaml`` (``--help``)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from scoresde.cli import RunContext, run_command
-from scoresde.likelihood.evaluation import RESULT_FILE, evaluate, report
+from scoresde.evaluation.likelihood import RESULT_FILE, evaluate, report
 
 
 def _likelihood(cfg: DictConfig, ctx: RunContext) -> float | None:

@@ -52,7 +52,8 @@ class BitsPerDimResult:
 
     Attributes:
         bpd: mean bits/dim over samples and dequantization draws (0-d tensor).
-        stderr: standard error of ``bpd`` (over samples; over draws when B = 1), or None if B = R = 1.
+        stderr: standard error of ``bpd`` (over samples; over draws when B = 1), or None if
+            B = R = 1.
         per_sample: [B] bits/dim of each sample, averaged over draws.
         per_draw: [R, B] bits/dim of every (draw, sample).
         nfe: score evaluations of the ODE solve.
@@ -131,7 +132,8 @@ def to_levels(
         k = v.round()
         if x.numel() and (v - k).abs().max() > atol:
             raise ValueError(
-                f"x is not on the {levels}-level grid lo + (hi - lo) k / (levels - 1) of data_range "
+                f"x is not on the {levels}-level grid lo + (hi - lo) k / (levels - 1) of "
+                f"data_range "
                 f"[{lo}, {hi}]; pass integer levels (0..{levels - 1}) instead"
             )
         return k.long()

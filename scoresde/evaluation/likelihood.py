@@ -1,4 +1,6 @@
-"""Likelihood of a trained run on a dataset split (the library behind ``python -m scoresde.likelihood``).
+"""Likelihood of a trained run on a dataset split.
+
+The library behind ``python -m scoresde.likelihood``.
 
 Loads the run with :func:`scoresde.io.runs.load_run` (EMA weights), integrates the probability-flow
 ODE batch by batch, and writes ``likelihood.json`` (settings, per-batch values, result, versions)
@@ -26,13 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
-from scoresde.io import distributed
-from scoresde.io.atomic import write_json_atomic
-from scoresde.likelihood.bounds import BOUNDS, elbo
-from scoresde.likelihood.bpd import bits_per_dim
-from scoresde.likelihood.ode_likelihood import ODE_METHODS, log_likelihood
-from scoresde.likelihood.records import (
+from scoresde.data import get_batch
+from scoresde.evaluation.likelihood_records import (
     FORMAT,
     RESULT_FILE,
     LikelihoodCLIError,
@@ -43,6 +42,13 @@ from scoresde.likelihood.records import (
     summary,
     versions,
 )
+from scoresde.io import distributed
+from scoresde.io.atomic import write_json_atomic
+from scoresde.io.checkpoint import CheckpointError
+from scoresde.io.runs import build_dataset, load_run
+from scoresde.likelihood.bounds import BOUNDS, elbo
+from scoresde.likelihood.bpd import bits_per_dim
+from scoresde.likelihood.ode_likelihood import ODE_METHODS, log_likelihood
 from scoresde.likelihood.trace import TRACE_ESTIMATORS
 
 __all__ = ["LikelihoodCLIError", "bound_name", "evaluate", "report"]
@@ -92,20 +98,9 @@ def _check_options(cfg: DictConfig) -> None:
     if cfg.dtype not in _DTYPES:
         raise LikelihoodCLIError(f"dtype must be one of {list(_DTYPES)}, got {cfg.dtype!r}")
     try:
-        dev = torch.device(cfg.device)
-    except RuntimeError as e:
-        raise LikelihoodCLIError(f"device must be cpu, cuda or cuda:N, got {cfg.device!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LikelihoodCLIError(f"device={cfg.device!r} but CUDA is not available")
-
-
-def _fetch(ds, idx: list[int]):
-    if hasattr(ds, "get_batch"):
-        return ds.get_batch(torch.as_tensor(idx, dtype=torch.long))
-    items = [ds[i] for i in idx]
-    x = torch.stack([torch.as_tensor(it[0]) for it in items])
-    y = torch.stack([torch.as_tensor(it[1]) for it in items]) if len(items[0]) > 1 else None
-    return x, y
+        distributed.resolve_device(cfg.device)
+    except ValueError as e:
+        raise LikelihoodCLIError(str(e)) from e
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -124,13 +119,10 @@ def evaluate(
     per-batch seed); rank 0 gathers them and alone writes ``likelihood.json`` (after each of its own
     batches, and complete at the end), so the file equals a one-process run's.
     """
-    from scoresde.io.checkpoint import CheckpointError
-    from scoresde.io.runs import build_dataset, load_run
-
     _check_options(cfg)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    device = torch.device(cfg.device)
+    device = distributed.resolve_device(
+        cfg.device, process.local_rank if process is not None else 0
+    )
     dtype = _DTYPES[cfg.dtype]
     try:
         run = load_run(cfg.ckpt, device=device, use_ema=bool(cfg.use_ema))
@@ -184,8 +176,6 @@ def evaluate(
         "batches": batches,
     }
 
-    from tqdm.auto import tqdm
-
     todo = [b for b in range(n_batches) if b not in done]
     if cfg.max_batches is not None:
         todo = todo[: int(cfg.max_batches)]
@@ -203,7 +193,7 @@ def evaluate(
     try:
         for b in todo:
             idx = list(range(b * cfg.batch_size, min(n_total, (b + 1) * cfg.batch_size)))
-            x, y = _fetch(ds, idx)
+            x, y = get_batch(ds, idx)
             if tuple(x.shape[1:]) != shape:
                 raise LikelihoodCLIError(
                     f"data shape {tuple(x.shape[1:])} does not match the model's {shape}"

@@ -1,6 +1,7 @@
-"""The ``likelihood.json`` record of :mod:`scoresde.likelihood.evaluation`: the settings that fix the
-numbers (a resume must match them exactly, or it is refused listing the differing keys), the
-per-batch seeds, the summary and the printed report."""
+"""The ``likelihood.json`` record of :mod:`scoresde.evaluation.likelihood`.
+
+The settings that fix the numbers (a resume must match them exactly, or it is refused listing
+the differing keys), the per-batch seeds, the summary and the printed report."""
 
 from __future__ import annotations
 
@@ -105,8 +106,8 @@ def load_previous(
     if old != settings:
         diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
         raise LikelihoodCLIError(
-            f"{src} was written with different settings ({', '.join(diff)}); use another output dir "
-            "(hydra.run.dir=...) or resume=false to start over"
+            f"{src} was written with different settings ({', '.join(diff)}); "
+            "use another output dir (hydra.run.dir=...) or resume=false to start over"
         )
     return list(prev.get("batches", []))
 
