@@ -27,6 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from scoresde.data import dataset_from_config
 from scoresde.io.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from scoresde.nets import build_net
+from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
 
 __all__ = [
@@ -82,8 +84,6 @@ def build_net_from_config(
     cfg_model: Mapping[str, Any], data_info: Mapping[str, Any]
 ) -> torch.nn.Module:
     """Network from ``cfg.model`` for data of shape ``data_info["shape"]``."""
-    from scoresde.nets import build_net
-
     c = _plain(cfg_model)
     name = c.get("name")
     kwargs = {k: v for k, v in c.items() if k not in MODEL_RESERVED_KEYS}
@@ -102,8 +102,6 @@ def build_score_model(cfg: Mapping[str, Any], data_info: Mapping[str, Any], sde:
 
     Reads ``cfg.model`` and ``cfg.sde``.
     """
-    from scoresde.score import ScoreModel
-
     sde = sde if sde is not None else build_sde(cfg["sde"])
     net = build_net_from_config(cfg["model"], data_info)
     c = _plain(cfg["model"])

@@ -9,12 +9,11 @@ from omegaconf import DictConfig
 
 from scoresde.cli import RunContext, run_command
 from scoresde.evaluation.likelihood import RESULT_FILE, evaluate, report
+from scoresde.io.loggers import make_logger
 
 
 def _likelihood(cfg: DictConfig, ctx: RunContext) -> float | None:
     """One job: evaluate, print the report on rank 0; returns the mean for sweepers."""
-    from scoresde.io.loggers import make_logger
-
     logger = make_logger(cfg.logger, cfg, ctx.out_dir, name="likelihood") if ctx.is_main else None
     code = 1
     try:

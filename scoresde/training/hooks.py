@@ -25,22 +25,13 @@ from scoresde.io.atomic import write_json_atomic
 from scoresde.io.plots import save_loss_curve, save_samples
 from scoresde.likelihood import bits_per_dim, log_likelihood
 from scoresde.likelihood import ode_likelihood as _ode_likelihood
-from scoresde.sampling import METHODS, sample
-from scoresde.sampling import api as _sampling_api
+from scoresde.sampling import METHODS, method_options, sample
 from scoresde.sde import SDE
 from scoresde.training.batches import EVAL, LIKELIHOOD, SAMPLE, get_batch, mix_seed
 from scoresde.training.config import LikelihoodOptions, TrainingConfig
 from scoresde.training.loop import Every
 
-try:  # scoresde.sampling.method_options (issue 10); this try goes once that has landed
-    from scoresde.sampling import method_options
-except ImportError:  # pragma: no cover - depends on the branch
-    method_options = None
-
 __all__ = ["Evaluator", "check_likelihood_options", "check_sampler_options", "fork_rng"]
-
-# sample() arguments that are not options of a method (the sampler config may set them)
-_SAMPLE_KEYS = ("eps", "denoise", "progress")
 
 
 def check_sampler_options(sampler: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,11 +44,7 @@ def check_sampler_options(sampler: Mapping[str, Any]) -> dict[str, Any]:
     if method not in METHODS:
         raise ValueError(f"sampler.method must be one of {list(METHODS)}, got {method!r}")
     try:
-        if method_options is not None:  # the sampler's own options check (issue 10's interface)
-            method_options(method, **{k: v for k, v in opts.items() if k != "method"})
-        else:  # before it lands: the same check through the sampling API's validator
-            rest = {k: v for k, v in opts.items() if k not in ("method", "steps", *_SAMPLE_KEYS)}
-            _sampling_api._options(method, opts.get("steps"), rest)
+        method_options(method, **{k: v for k, v in opts.items() if k != "method"})
     except (ValueError, TypeError) as e:
         raise ValueError(f"sampler: {e}") from e
     eps = opts.get("eps")
