@@ -1,7 +1,8 @@
 """scoresde: score-based generative modeling through stochastic differential equations.
 
-The public API, re-exported from the submodules (nothing is defined here). See the README and
-``ARCHITECTURE.md`` for the contract: a score function is any ``score_fn(x [B, *dims], t [B])``.
+The public API, re-exported from the submodules (nothing is defined here). The README's "How the
+code is laid out" gives the layers; the contract: a score function is any
+``score_fn(x [B, *dims], t [B])`` returning the score with the shape of ``x``.
 """
 
 from scoresde.controllable.guidance import classifier_free_score_fn, classifier_guided_score_fn
