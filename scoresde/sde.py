@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from scoresde.checks import check_size
+
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 TimeLike = Tensor | float
 
@@ -41,19 +43,13 @@ def _as_time(t: TimeLike, like: Tensor | None = None) -> Tensor:
     return torch.as_tensor(t, dtype=torch.get_default_dtype())
 
 
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 class SDE(abc.ABC):
     """A linear forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``[0, T]`` with ``N`` discretization steps."""
 
     T: float = 1.0
 
     def __init__(self, N: int = 1000):
-        self.N = _check_positive_int("N", N)
+        self.N = check_size("N", N)
 
     # ------------------------------------------------------------------ continuous time
     @abc.abstractmethod
