@@ -12,8 +12,10 @@ the same size:
 
     python benchmarks/samplers.py            # full run -> benchmarks/results/samplers.{csv,png}
     python benchmarks/samplers.py --quick    # fewer settings, smaller n
-    python benchmarks/samplers.py --fewstep  # pass counts over 5 seeds at 5..12 NFE -> samplers_fewstep.csv
-    python benchmarks/samplers.py --stochastic  # step sweep of every stochastic sampler -> samplers_stochastic.csv
+    python benchmarks/samplers.py --fewstep     # pass counts over 5 seeds at 5..12 NFE
+                                                # -> samplers_fewstep.csv
+    python benchmarks/samplers.py --stochastic  # step sweep of every stochastic sampler
+                                                # -> samplers_stochastic.csv
 
 Few-step table: seeds 0-4 (none used for tuning; exploration used seeds >= 1000); every method at
 its defaults with steps = NFE - 1 (the final Tweedie step counted; UniPC fuses its last UniC into
@@ -336,7 +338,8 @@ def quality(quick: bool, n: int, floor_sets: int) -> list:
     for pname, gm in problems().items():
         judge = Judge(gm, n, floor_sets)
         print(
-            f"\n[{pname}] floors: sliced W2 <= {judge.sw_floor:.4f}, MMD^2 <= {judge.mmd_floor:.2e}, "
+            f"\n[{pname}] floors: sliced W2 <= {judge.sw_floor:.4f}, "
+            f"MMD^2 <= {judge.mmd_floor:.2e}, "
             f"mean log p0 = {judge.lp_mean:.4f} +- {judge.lp_tol:.4f}"
         )
         for sname, sde in sdes.items():
@@ -368,7 +371,10 @@ def quality(quick: bool, n: int, floor_sets: int) -> list:
 
 
 def overhead(quick: bool, repeats: int = 5) -> list:
-    """Sampler wall time vs the same number of bare network calls (MLP width 256, D = 64, B = 4096)."""
+    """Sampler wall time vs the same number of bare network calls.
+
+    (MLP width 256, D = 64, B = 4096.)
+    """
     from scoresde.nets import MLP
 
     net = MLP(64, hidden=256).eval()
@@ -420,7 +426,8 @@ def overhead(quick: bool, repeats: int = 5) -> list:
             }
         )
         print(
-            f"overhead {label:26s} B={B} nfe={res.nfe}: {100 * frac:5.1f}% of wall time outside the network "
+            f"overhead {label:26s} B={B} nfe={res.nfe}: "
+            f"{100 * frac:5.1f}% of wall time outside the network "
             f"(median of {repeats})",
             flush=True,
         )

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from scoresde.checks import check_size
+
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 TimeLike = Tensor | float
 
@@ -27,7 +29,7 @@ __all__ = ["SDE", "VESDE", "VPSDE", "ReverseSDE", "ScoreFn", "SubVPSDE", "batch_
 
 
 def batch_view(c: Tensor, x: Tensor) -> Tensor:
-    """Reshape a per-sample coefficient ``c`` ([B] or 0-d) so it broadcasts against ``x`` [B, *dims]."""
+    """Reshape a per-sample coefficient ``c`` ([B] or 0-d) to broadcast against ``x`` [B, *dims]."""
     if c.dim() == 0:
         return c
     return c.reshape(c.shape[0], *([1] * (x.dim() - 1)))
@@ -41,19 +43,13 @@ def _as_time(t: TimeLike, like: Tensor | None = None) -> Tensor:
     return torch.as_tensor(t, dtype=torch.get_default_dtype())
 
 
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 class SDE(abc.ABC):
-    """A linear forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``[0, T]`` with ``N`` discretization steps."""
+    """A linear forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``[0, T]``; ``N`` discrete steps."""
 
     T: float = 1.0
 
     def __init__(self, N: int = 1000):
-        self.N = _check_positive_int("N", N)
+        self.N = check_size("N", N)
 
     # ------------------------------------------------------------------ continuous time
     @abc.abstractmethod
@@ -84,7 +80,10 @@ class SDE(abc.ABC):
         return batch_view(m, x0) * x0, std
 
     def log_snr(self, t: TimeLike) -> Tensor:
-        """Half log signal-to-noise ratio, lambda(t) = log(m(t) / std(t)) (Lu et al. 2022, DPM-Solver)."""
+        """Half log signal-to-noise ratio, lambda(t) = log(m(t) / std(t)).
+
+        (Lu et al. 2022, DPM-Solver.)
+        """
         m, std = self.marginal_coeffs(_as_time(t))
         return torch.log(m) - torch.log(std)
 
@@ -125,7 +124,8 @@ class SDE(abc.ABC):
     def discretize(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Per-step (f_i, G_i) of ``x_{i+1} = x_i + f_i + G_i z_i``.
 
-        The default is the Euler-Maruyama step with dt = T / N: f_i = f(x, t) dt, G_i = g(t) sqrt(dt).
+        The default is the Euler-Maruyama step with dt = T / N:
+        f_i = f(x, t) dt, G_i = g(t) sqrt(dt).
         """
         t = _as_time(t, x)
         dt = self.T / self.N
@@ -205,7 +205,8 @@ class _LinearBetaSDE(SDE):
 class VPSDE(_LinearBetaSDE):
     """Variance-preserving SDE, the continuous limit of DDPM.
 
-    dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw;  m(t) = exp(-1/2 int_0^t beta),  std(t)^2 = 1 - m(t)^2.
+    dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw;
+    m(t) = exp(-1/2 int_0^t beta),  std(t)^2 = 1 - m(t)^2.
     """
 
     def diffusion(self, t: TimeLike) -> Tensor:
@@ -225,7 +226,10 @@ class VPSDE(_LinearBetaSDE):
         return self.t_from_log_mean_coeff(log_m)
 
     def discretize(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
-        """DDPM step: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z, so f_i = (sqrt(1-beta_i) - 1) x_i."""
+        """DDPM step: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z.
+
+        So f_i = (sqrt(1-beta_i) - 1) x_i.
+        """
         t = _as_time(t, x)
         idx = self.time_to_index(t)
         beta = self.discrete_betas.to(device=x.device, dtype=x.dtype)[idx]
@@ -256,7 +260,8 @@ class SubVPSDE(_LinearBetaSDE):
 
     def t_from_log_snr(self, lmb: Tensor) -> Tensor:
         # e^lambda = m / (1 - m^2)  =>  e^lambda m^2 + m - e^lambda = 0, whose positive root is
-        # m = 2 e^lambda / (1 + sqrt(1 + 4 e^{2 lambda})) = 2 / (e^{-lambda} + sqrt(e^{-2 lambda} + 4)).
+        # m = 2 e^lambda / (1 + sqrt(1 + 4 e^{2 lambda}))
+        #   = 2 / (e^{-lambda} + sqrt(e^{-2 lambda} + 4)).
         # Use the first form for lambda < 0 and the second for lambda >= 0 (no overflow either way).
         neg = torch.clamp(lmb, max=0.0)
         pos = torch.clamp(lmb, min=0.0)
@@ -271,7 +276,8 @@ class SubVPSDE(_LinearBetaSDE):
 class VESDE(SDE):
     """Variance-exploding SDE, the continuous limit of SMLD / NCSN.
 
-    sigma(t) = sigma_min (sigma_max / sigma_min)^t,  dx = sigma(t) sqrt(2 ln(sigma_max / sigma_min)) dw.
+    sigma(t) = sigma_min (sigma_max / sigma_min)^t,
+    dx = sigma(t) sqrt(2 ln(sigma_max / sigma_min)) dw.
 
     The exact perturbation kernel of this SDE has m(t) = 1 and
     std(t)^2 = sigma(t)^2 - sigma_min^2 = sigma_min^2 ((sigma_max/sigma_min)^{2t} - 1);
@@ -329,7 +335,10 @@ class VESDE(SDE):
         return self.discrete_sigmas
 
     def discretize(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
-        """SMLD step: x_{i+1} = x_i + sqrt(sigma_{i+1}^2 - sigma_i^2) z (sigma_{-1} = 0), so f_i = 0."""
+        """SMLD step: x_{i+1} = x_i + sqrt(sigma_{i+1}^2 - sigma_i^2) z (sigma_{-1} = 0).
+
+        So f_i = 0.
+        """
         t = _as_time(t, x)
         idx = self.time_to_index(t)
         sig = self.discrete_sigmas.to(device=x.device, dtype=x.dtype)

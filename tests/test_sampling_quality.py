@@ -32,7 +32,10 @@ def mix8():
 
 
 class Floor:
-    """Noise floors of sliced W2 and mean log p0 for n exact samples (4 exact sets vs a reference)."""
+    """Noise floors of sliced W2 and mean log p0 for n exact samples.
+
+    (4 exact sets vs a reference.)
+    """
 
     def __init__(self, gm, n=N):
         self.gm = gm
@@ -59,7 +62,8 @@ class Floor:
             f"{label}: sliced W2 {sw:.4f} > floor {self.sw_tol:.4f}"
         )
         assert abs(lp - self.lp) <= self.lp_tol + lp_slack, (
-            f"{label}: mean log p0 {lp:.4f} vs exact {self.lp:.4f} (tol {self.lp_tol:.4f} + {lp_slack})"
+            f"{label}: mean log p0 {lp:.4f} vs exact {self.lp:.4f} "
+            f"(tol {self.lp_tol:.4f} + {lp_slack})"
         )
 
 
@@ -169,7 +173,9 @@ def test_euler_maruyama_weak_error_shrinks_first_order():
 )
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 def test_deterministic_solvers_converge_to_ode_solution(method, steps_list, min_order, sde_name):
-    """Endpoint error against a tight dopri5 solve from the same prior sample falls at the method's order."""
+    """Endpoint error vs a tight dopri5 solve from the same prior sample falls at the method's
+    order.
+    """
     gm = ring().to(torch.float64)
     sde = SDES[sde_name]
     z = sde.prior_sample((200, 2), torch.Generator().manual_seed(2), dtype=torch.float64)

@@ -52,8 +52,8 @@ __all__ = [
 
 Projection = Callable[[Tensor, Tensor], Tensor]
 
-# Columns: grey (1,1,1)/sqrt3, (-2,1,1)/sqrt6, (0,1,-1)/sqrt2 -- the matrix of Song et al.'s colorization
-# code (up to float rounding). decouple: u_j = sum_i x_i M_ij over the channel axis.
+# Columns: grey (1,1,1)/sqrt3, (-2,1,1)/sqrt6, (0,1,-1)/sqrt2 -- the matrix of Song et al.'s
+# colorization code (up to float rounding). decouple: u_j = sum_i x_i M_ij over the channel axis.
 DECOUPLE_MATRIX = torch.tensor(
     [
         [1.0 / math.sqrt(3.0), -2.0 / math.sqrt(6.0), 0.0],
@@ -109,10 +109,10 @@ def make_mask(name: str, shape: Sequence[int]) -> Tensor:
 
 
 def prepare_mask(mask: Tensor, data: Tensor) -> Tensor:
-    """Check that ``mask`` broadcasts to ``data`` [B, *dims] without enlarging it; return it in data's dtype.
+    """Check that ``mask`` broadcasts to ``data`` [B, *dims] without enlarging it.
 
-    Accepted: any shape that broadcasts to ``data.shape`` (``[*dims]``, ``[1, *dims]``, ``[B, *dims]``,
-    ``[H, W]`` for images). Values must be 0 or 1.
+    Returns it in data's dtype. Accepted: any shape that broadcasts to ``data.shape``
+    (``[*dims]``, ``[1, *dims]``, ``[B, *dims]``, ``[H, W]`` for images). Values must be 0 or 1.
     """
     mask = torch.as_tensor(mask)
     if mask.dtype == torch.bool:
@@ -134,7 +134,7 @@ def prepare_mask(mask: Tensor, data: Tensor) -> Tensor:
     return mask
 
 
-# ---------------------------------------------------------------------------------------- colour space
+# ---------------------------------------------------------------------------------- colour space
 def _channel_matrix(x: Tensor, inverse: bool) -> Tensor:
     if x.dim() < 2 or x.shape[1] != 3:
         raise ValueError(f"colour transforms need images [B, 3, ...], got shape {list(x.shape)}")
@@ -143,7 +143,10 @@ def _channel_matrix(x: Tensor, inverse: bool) -> Tensor:
 
 
 def decouple(x: Tensor) -> Tensor:
-    """RGB [B, 3, ...] -> decoupled space, channel 0 = (R + G + B) / sqrt(3): ``u_j = sum_i x_i M_ij``."""
+    """RGB [B, 3, ...] -> decoupled space, channel 0 = (R + G + B) / sqrt(3).
+
+    ``u_j = sum_i x_i M_ij``.
+    """
     return torch.einsum("bi...,ij->bj...", x, _channel_matrix(x, inverse=False))
 
 
@@ -166,7 +169,10 @@ _SEED_SALT = 0x2545F4914F6CDD1D & (2**62 - 1)
 
 
 class _Noise:
-    """Standard normals [B, *dims]: per-sample keyed streams (``seeds``; chunk independent) or ``generator``."""
+    """Standard normals [B, *dims].
+
+    From per-sample keyed streams (``seeds``; chunk independent) or from ``generator``.
+    """
 
     def __init__(self, like: Tensor, generator: torch.Generator | None, seeds: Tensor | None):
         self.like_shape, self.dtype, self.device = tuple(like.shape), like.dtype, like.device
@@ -176,7 +182,8 @@ class _Noise:
             seeds = torch.as_tensor(seeds, dtype=torch.long).reshape(-1)
             if seeds.shape[0] != like.shape[0]:
                 raise ValueError(
-                    f"seeds must hold one integer per sample ({like.shape[0]}), got {seeds.shape[0]}"
+                    f"seeds must hold one integer per sample ({like.shape[0]}), "
+                    f"got {seeds.shape[0]}"
                 )
             self.keyed = KeyedNoise(seeds ^ _SEED_SALT, like.shape[1:], like.dtype, like.device)
 
@@ -188,7 +195,7 @@ class _Noise:
         return z.to(self.device)
 
 
-# ---------------------------------------------------------------------------------------- projections
+# ----------------------------------------------------------------------------------- projections
 def _perturb(sde: SDE, data: Tensor, t: Tensor, z: Tensor) -> Tensor:
     """x_t = m(t) data + std(t) z, a draw of p_{0t}(. | data) for z ~ N(0, I)."""
     mean, std = sde.marginal_prob(data, t)
@@ -209,11 +216,11 @@ def inpaint_projection(
 ) -> Projection:
     """``project(x, t)`` replacing the known part by the forward-perturbed data at time t.
 
-    ``x <- mask * (m(t) data + std(t) z) + (1 - mask) * x`` with fresh z ~ N(0, I) from ``generator``
-    on each call (Song et al. 2021, appendix I.2). ``data`` [B, *dims] in model range; values under
-    ``mask == 0`` are ignored. Pass it as ``sample(..., project=...)``. The noise comes from per-sample
-    keyed streams when ``seeds`` ([B] integers, e.g. the sampler's) are given -- then the result does
-    not depend on how a run is split into batches -- else from ``generator``.
+    ``x <- mask * (m(t) data + std(t) z) + (1 - mask) * x`` with fresh z ~ N(0, I) from
+    ``generator`` on each call (Song et al. 2021, appendix I.2). ``data`` [B, *dims] in model range;
+    values under ``mask == 0`` are ignored. Pass it as ``sample(..., project=...)``. The noise comes
+    from per-sample keyed streams when ``seeds`` ([B] integers, e.g. the sampler's) are given --
+    then the result does not depend on how a run is split into batches -- else from ``generator``.
     """
     if not isinstance(data, Tensor) or data.dim() < 2:
         raise ValueError(
@@ -245,7 +252,8 @@ def colorization_projection(
     """
     if not isinstance(gray, Tensor) or gray.dim() < 2 or gray.shape[1] not in (1, 3):
         raise ValueError(
-            f"gray must be [B, 1, ...] grey levels or [B, 3, ...] RGB images, got {getattr(gray, 'shape', gray)}"
+            "gray must be [B, 1, ...] grey levels or [B, 3, ...] RGB images, "
+            f"got {getattr(gray, 'shape', gray)}"
         )
     if gray.shape[1] == 3:
         gray = to_grayscale(gray)
@@ -316,7 +324,10 @@ def colorize(
     steps: int | None = None,
     **sampler_options: Any,
 ):
-    """Colorize grey images ``gray`` [B, 1, H, W] (or RGB [B, 3, H, W], made grey); returns a SampleResult."""
+    """Colorize grey images ``gray`` [B, 1, H, W] (or RGB [B, 3, H, W], made grey).
+
+    Returns a SampleResult.
+    """
     seeds = _sampler_seeds(gray.shape[0], generator, seeds)
     project = colorization_projection(
         sde, gray, generator=None if seeds is not None else generator, seeds=seeds
@@ -366,7 +377,7 @@ def sdedit(
     eps: float = 1e-3,
     **sampler_options: Any,
 ):
-    """SDEdit (Meng et al. 2022): x_{t0} = m(t0) guide + std(t0) z, then the reverse process from t0.
+    """SDEdit (Meng et al. 2022): x_{t0} = m(t0) guide + std(t0) z, then reverse from t0.
 
     Args:
         guide: [G, *dims] guides in model range (stroke paintings, composites, noisy images).

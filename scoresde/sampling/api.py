@@ -147,7 +147,7 @@ def sample(
     project: ProjectFn | None = None,
     **options: Any,
 ) -> SampleResult:
-    """Draw samples [B, *dims] by integrating the reverse process from ``t_start`` (default T) to ``eps``.
+    """Draw samples [B, *dims]: the reverse process from ``t_start`` (default T) to ``eps``.
 
     Args:
         sde: the forward SDE (VPSDE, SubVPSDE, VESDE).

@@ -1,5 +1,10 @@
 """Range checks for sampler options: one helper per kind of value, each raising a ValueError /
-TypeError that names the option and the allowed values."""
+TypeError that names the option and the allowed values.
+
+Integer and positive-number checks are :mod:`scoresde.checks` (the one validator of each kind);
+``check_int`` / ``check_positive`` here are kept as thin, importable aliases with the sampler
+defaults.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
+
+from scoresde import checks as _core
 
 __all__ = ["check_bool", "check_choice", "check_int", "check_positive", "check_real"]
 
@@ -21,13 +28,9 @@ def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
 
 
 def check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    """A real number > 0 (or >= 0)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or math.isnan(value) or not (value >= 0 if allow_zero else value > 0):
-        raise ValueError(
-            f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}"
-        )
-    return float(value)
+    """A real number > 0 (or >= 0); NaN refused, infinity allowed (sampler options never were
+    required finite). Delegates to :func:`scoresde.checks.check_positive`."""
+    return _core.check_positive(name, value, allow_zero=allow_zero, finite=False)
 
 
 def check_real(name: str, value: Any) -> float:
@@ -38,10 +41,8 @@ def check_real(name: str, value: Any) -> float:
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
-    """An integer >= ``minimum`` (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    """An integer >= ``minimum`` (bools rejected): :func:`scoresde.checks.check_size`."""
+    return _core.check_size(name, value, minimum)
 
 
 def check_bool(name: str, value: Any) -> bool:

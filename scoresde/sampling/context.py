@@ -19,7 +19,7 @@ ProjectFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class ScoreError(ValueError):
-    """``score_fn`` returned a wrong shape or non-finite values (the message names step and time)."""
+    """``score_fn`` returned a wrong shape or non-finite values (the message names step, time)."""
 
 
 class SamplerContext:
@@ -69,7 +69,8 @@ class SamplerContext:
             if not isinstance(s, Tensor) or s.shape != x.shape:
                 shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
                 raise ScoreError(
-                    f"score_fn returned shape {shape} at {where} (t={_fmt_t(t)}); expected {tuple(x.shape)}"
+                    f"score_fn returned shape {shape} at {where} (t={_fmt_t(t)}); "
+                    f"expected {tuple(x.shape)}"
                 )
             if not bool(torch.isfinite(s).all()):
                 raise ScoreError(f"score_fn returned non-finite values at {where} (t={_fmt_t(t)})")

@@ -1,4 +1,4 @@
-"""Correctors: Langevin MCMC at a fixed time t (Song et al. 2021, Algorithms 4-5; Song & Ermon 2019).
+"""Correctors: Langevin MCMC at a fixed time t (Song et al. 2021, Alg. 4-5; Song & Ermon 2019).
 
 Each runs ``n_steps`` updates x <- x + alpha s(x, t) + sqrt(2 alpha) z and applies ``project``
 after every update. The step size alpha is

@@ -3,19 +3,22 @@
 Every grid runs from ``t_start`` (usually T) down to ``eps`` with ``steps + 1`` points,
 ``t_0 = t_start > t_1 > ... > t_steps = eps``, and is computed in float64:
 
-* ``uniform``:  t_i = t_start - i (t_start - eps) / steps                   (Song et al. 2021)
+* ``uniform``:  t_i = t_start - i (t_start - eps) / steps           (Song et al. 2021)
 * ``logsnr``:   lambda_i uniform between lambda(t_start) and lambda(eps),
-                lambda(t) = log(m(t) / std(t))                              (Lu et al. 2022)
-* ``karras``:   sigma_i = (s_max^(1/rho) + i/steps (s_min^(1/rho) - s_max^(1/rho)))^rho, rho = 7,
-                with sigma(t) = std(t) / m(t) = exp(-lambda(t))             (Karras et al. 2022, eq. 5)
-* ``quadratic``: t_i = eps + (t_start - eps) (1 - i/steps)^2                 (Song, Meng & Ermon 2021)
+                lambda(t) = log(m(t) / std(t))                      (Lu et al. 2022)
+* ``karras``:   sigma_i = (s_max^(1/rho) + i/steps (s_min^(1/rho) - s_max^(1/rho)))^rho,
+                rho = 7, with sigma(t) = std(t) / m(t) = exp(-lambda(t))
+                                                                    (Karras et al. 2022, eq. 5)
+* ``quadratic``: t_i = eps + (t_start - eps) (1 - i/steps)^2         (Song, Meng & Ermon 2021)
 * ``bump``:     logSNR points with density proportional to sech((lambda - c) / w): with
-                F(lambda) = (2/pi) atan(exp((lambda - c) / w)) (its CDF), F(lambda_i) is uniform between
-                F(lambda(t_start)) and F(lambda(eps)), i.e. lambda_i = c + w log tan(pi F_i / 2).
-                Steps are dense where the noise level sigma = e^{-lambda} is comparable to the data's
-                feature scale (c = 0.25, w = 1.25 by default: half the points at sigma ~ 0.2 .. 3,
-                about the band EDM's training distribution also favours) and grow geometrically towards both ends, where
-                the flow is nearly linear and the exponential integrators are nearly exact.
+                F(lambda) = (2/pi) atan(exp((lambda - c) / w)) (its CDF), F(lambda_i) is
+                uniform between F(lambda(t_start)) and F(lambda(eps)), i.e.
+                lambda_i = c + w log tan(pi F_i / 2).
+                Steps are dense where the noise level sigma = e^{-lambda} is comparable to the
+                data's feature scale (c = 0.25, w = 1.25 by default: half the points at
+                sigma ~ 0.2 .. 3, about the band EDM's training distribution also favours) and
+                grow geometrically towards both ends, where the flow is nearly linear and the
+                exponential integrators are nearly exact.
 
 ``logsnr``, ``karras`` and ``bump`` are mapped back to time through ``sde.t_from_log_snr``.
 """
@@ -89,7 +92,8 @@ def sigma_of(sde: SDE, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def transition(sde: SDE, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
     """Exact forward transition x_t = a x_s + b z from time s < t: a = m_t / m_s,
     b^2 = std_t^2 - a^2 std_s^2 (the Gaussian kernel composition; for VP on a uniform grid
-    a = sqrt(1 - beta_i), b^2 = beta_i, the DDPM chain; for VE a = 1, b^2 = sigma_t^2 - sigma_s^2, SMLD).
+    a = sqrt(1 - beta_i), b^2 = beta_i, the DDPM chain; for VE a = 1,
+    b^2 = sigma_t^2 - sigma_s^2, SMLD).
     """
     m_t, std_t = sde.marginal_coeffs(t)
     m_s, std_s = sde.marginal_coeffs(s)

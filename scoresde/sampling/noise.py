@@ -27,7 +27,10 @@ _SEED_BOUND = 2**62
 
 
 def _mix(x: Tensor) -> Tensor:
-    """A 32-bit integer finalizer (x ^= x >> 16; x *= 0x45d9f3b; twice; x ^= x >> 16), int64 in [0, 2^32)."""
+    """A 32-bit integer finalizer, int64 in [0, 2^32).
+
+    x ^= x >> 16; x *= 0x45d9f3b; twice; x ^= x >> 16.
+    """
     x = ((x ^ (x >> 16)) * _MUL) & _MASK
     x = ((x ^ (x >> 16)) * _MUL) & _MASK
     return x ^ (x >> 16)

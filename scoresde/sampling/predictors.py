@@ -89,7 +89,7 @@ class AncestralPredictor(Predictor):
 
 
 class NonePredictor(Predictor):
-    """No predictor: the state is only relabelled to time s (pure annealed Langevin / correctors)."""
+    """No predictor: the state is only relabelled to time s (pure annealed Langevin/correctors)."""
 
     name = "none"
     moves = False

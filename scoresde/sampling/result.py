@@ -16,7 +16,8 @@ class SampleResult:
     Attributes:
         x: [B, *dims] samples (or latents, for ``encode``).
         nfe: number of ``score_fn`` calls actually made (counted).
-        trajectory: [K, B, *dims] states after every step when ``return_trajectory=True``, else None.
+        trajectory: [K, B, *dims] states after every step when ``return_trajectory=True``,
+            else None.
         times: the float64 time grid [K] the states belong to (per sample [K, B] for the adaptive
             solver; None for adaptive solvers without a trajectory).
     """

@@ -1,5 +1,5 @@
-"""Adaptive-step reverse-SDE solver of Jolicoeur-Martineau et al. 2021 ("Gotta Go Fast"), Algorithm 1,
-with the step size controlled per sample.
+"""Adaptive-step reverse-SDE solver of Jolicoeur-Martineau et al. 2021 ("Gotta Go Fast"),
+Algorithm 1, with the step size controlled per sample.
 
 Each attempt from t with step h shares one Gaussian z between two solutions:
 

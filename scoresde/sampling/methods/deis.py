@@ -17,7 +17,8 @@ h_i = sigma_{i+1} - sigma_i (< 0):
   step-size changes add an O(h^2) global term (the paper's and diff-sampler's method as is).
 * DEIS tAB (eq. 14): eps extrapolated by the Lagrange polynomial in the SDE time t through the
   last ``order`` points, integrated exactly against d sigma,
-      x_hat_{i+1} = x_hat_i + sum_j C_ij eps_{i-j},  C_ij = int_{sigma_i}^{sigma_{i+1}} l_j(t(sigma)) d sigma,
+      x_hat_{i+1} = x_hat_i + sum_j C_ij eps_{i-j},
+      C_ij = int_{sigma_i}^{sigma_{i+1}} l_j(t(sigma)) d sigma,
   the integral by 16-point Gauss-Legendre in sigma. ``order`` = number of eps values (degree + 1):
   order 4 is the paper's tAB3 (cubic; 4th order), order 1 is DDIM.
 

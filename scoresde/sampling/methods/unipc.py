@@ -60,7 +60,8 @@ class UniPCOptions(MultistepOptions):
 def unipc_coefficients(
     h: float, rks: list[float], variant: str = "bh2"
 ) -> tuple[float, list[float], list[float], list[float]]:
-    """UniPC's coefficients for a data-prediction step of logSNR length h (Zhao et al. 2023, Alg. 2/3).
+    """UniPC's coefficients for a data-prediction step of logSNR length h (Zhao et al. 2023,
+    Alg. 2/3).
 
     With hh = -h, phi_1 = expm1(hh), B(h) = hh ("bh1") or expm1(hh) ("bh2"), the order-p system
     R rho = b has R_{ij} = r_j^(i-1) (r = previous logSNR offsets over h, last r = 1) and
