@@ -31,9 +31,9 @@ def _convert(cfg: DictConfig, ctx: RunContext) -> Path:
     return path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """The command line, through :func:`scoresde.cli.run_command`."""
-    run_command("convert", "convert", _convert)
+    run_command("convert", "convert", _convert, argv=argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from scoresde import evaluate, features, generate, train
+from scoresde import convert, evaluate, features, generate, train
 from scoresde.io.checkpoint import save_checkpoint
 from scoresde.io.runs import build_dataset, build_score_model
 from scoresde.likelihood import __main__ as likelihood
@@ -24,7 +24,9 @@ COMMANDS = {
     "generate": generate.main,
     "evaluate": evaluate.main,
     "features": features.main,
+    "convert": convert.main,
 }
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "score_sde_pytorch")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,8 @@ def files(tmp_path_factory):
     np.savez(root / "other_key.npz", y=good)
     (root / "text.npz").write_text("not an npz\n")
     (root / "not_a_ckpt.pt").write_bytes(b"\x00garbage")
-    return {k: str(v) for k, v in {"run": root / "run", "root": root}.items()}
+    paths = {"run": root / "run", "root": root, "fx": FIXTURES}
+    return {k: str(v) for k, v in paths.items()}
 
 
 def _f(files, name):
@@ -114,6 +117,35 @@ CASES = [
     ("features", ["lr=abc"], ["lr", "'abc'"]),
     ("features", ["threads=-1"], ["threads", "-1"]),
     ("features", ["foo=1"], ["'foo'", "dataset"]),
+    ("convert", [], ["config"]),
+    ("convert", ["config=ve/cifar10_ncsnpp_continuous"], ["checkpoint"]),
+    ("convert", ["checkpoint={fx}/no.pth", "config=ve/cifar10_ncsnpp_continuous"], ["no.pth"]),
+    (
+        "convert",
+        ["checkpoint={fx}/ve_ncsnpp_continuous.pth", "config=ve/nope"],
+        ["config", "ve/nope"],
+    ),
+    (
+        "convert",
+        ["checkpoint={fx}/README.md", "config=ve/cifar10_ncsnpp_continuous"],
+        ["README.md"],
+    ),
+    (
+        "convert",
+        ["checkpoint={root}/not_a_ckpt.pt", "config=ve/cifar10_ncsnpp_continuous"],
+        ["not_a_ckpt.pt"],
+    ),
+    (
+        "convert",
+        ["checkpoint={fx}/ve_ncsnpp_continuous.pth", "config=vp/cifar10_ddpmpp_continuous"],
+        ["ve_ncsnpp_continuous.pth", "missing key"],
+    ),
+    (
+        "convert",
+        ["checkpoint={fx}/ve_ncsnpp_continuous.pth", "config={root}/none.json"],
+        ["none.json"],
+    ),
+    ("convert", ["config=x", "foo=1"], ["'foo'", "checkpoint, config, out"]),
 ]
 
 
