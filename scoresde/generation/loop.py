@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from scoresde.io import distributed
 from scoresde.io.atomic import save_torch_atomic
@@ -68,8 +69,6 @@ def sample_in_batches(
     mine = distributed.shard(n, process)
     starts = range(0, int(mine.numel()), batch_size)
     if progress and process.is_main:
-        from tqdm.auto import tqdm
-
         starts = tqdm(starts, desc=desc, unit="batch", leave=False)
     xs, nfe, resumed = [], 0, 0
     for k, i0 in enumerate(starts):

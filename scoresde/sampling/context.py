@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from scoresde.sampling.noise import NoiseSource
 from scoresde.sde import SDE, ScoreFn
@@ -122,7 +123,6 @@ class SamplerContext:
         """range(n), wrapped in a tqdm bar when ``progress`` is on."""
         if not self.progress:
             return range(n)
-        from tqdm.auto import tqdm
 
         return tqdm(range(n), desc=desc, leave=False)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torchdiffeq import odeint
 
 from scoresde.sampling.checks import check_choice, check_positive
 from scoresde.sampling.context import SamplerContext
@@ -69,7 +70,6 @@ def ode_solve(
 ) -> Tensor:
     """Solve the PF-ODE through the float64 times ``ts`` (monotone; the grid for fixed solvers);
     returns the states at all ``ts`` ([len(ts), B, *dims])."""
-    from torchdiffeq import odeint
 
     func = _Flow(ctx, float(ts.min()), float(ts.max()), x.shape[0])
     kwargs = {"rtol": rtol, "atol": atol} if solver in ADAPTIVE_SOLVERS else {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torchsde
 from torch import Tensor
 
 from scoresde.sampling.checks import check_bool, check_choice, check_positive
@@ -65,7 +66,6 @@ class _TorchsdeReverse(torch.nn.Module):
 
 def run_sdeint(ctx: SamplerContext, x: Tensor, opts: SDEOptions, t_start: float, eps: float):
     """Integrate the reverse SDE from t_start to eps; records ``steps + 1`` states if asked."""
-    import torchsde
 
     steps = ctx.sde.N if opts.steps is None else opts.steps
     gen_dev = ctx.generator.device if ctx.generator is not None else "cpu"
