@@ -155,3 +155,26 @@ def test_a_missing_cuda_device_is_bad_input():
     with pytest.raises(ValueError, match="device=cuda"):
         distributed.resolve_device("cuda")
     assert distributed.resolve_device("auto") == torch.device("cpu")
+
+
+def test_a_run_start_removes_the_temp_files_of_writes_killed_before(tmp_path):
+    """Rank 0 cleans the run directory of the atomic writer's leftovers, and only of those."""
+    from omegaconf import OmegaConf
+
+    from scoresde.cli.runner import prepare
+
+    (tmp_path / "checkpoints").mkdir()
+    stale = [
+        tmp_path / ".likelihood.ab12cd34.tmp.json",
+        tmp_path / "checkpoints/.last.x9y8z7w6.tmp.pt",
+    ]
+    keep = [
+        tmp_path / "likelihood.json",
+        tmp_path / "checkpoints" / "last.pt",
+        tmp_path / ".hidden",
+    ]
+    for p in stale + keep:
+        p.write_text("x")
+    prepare(OmegaConf.create({"threads": None, "device": "cpu"}), "likelihood", tmp_path)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in keep)

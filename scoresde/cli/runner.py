@@ -36,6 +36,7 @@ from scoresde.checks import check_size
 from scoresde.cli.messages import EXIT_OK, exit_code, message
 from scoresde.errors import ConfigError
 from scoresde.io import distributed
+from scoresde.io.atomic import remove_stale_temps
 from scoresde.io.distributed import ProcessInfo
 
 __all__ = ["DEBUG_ENV", "RunContext", "check_keys", "check_threads", "prepare", "run_command"]
@@ -81,6 +82,8 @@ def prepare(
 ) -> RunContext:
     """Threads, seeds, device and the run directory for one job of ``command``.
 
+    Rank 0 first removes the temp files that killed atomic writes left in the run directory.
+
     With ``distributed_job`` and ``WORLD_SIZE > 1`` (torchrun), the process group is joined and
     every rank uses rank 0's run directory.
     """
@@ -94,6 +97,8 @@ def prepare(
         torch.manual_seed(seed)
     info = distributed.process_info()
     device = distributed.resolve_device(cfg.get("device", "cpu"), info.local_rank)
+    if info.rank == 0:  # leftovers of writes killed in an earlier attempt; the other ranks wait in
+        remove_stale_temps(out_dir)  # the broadcast below, so none of their writes is under way
     if distributed_job:
         info = distributed.init(device)
         out_dir = distributed.broadcast_object(str(out_dir))
