@@ -28,7 +28,7 @@ import torch
 import torchdiffeq
 from torch import Tensor, nn
 
-from scoresde.likelihood.dynamics import ProbabilityFlowDynamics, state_norm
+from scoresde.likelihood.dynamics import ProbabilityFlowDynamics, solver_options
 from scoresde.likelihood.independent import solve_independent
 from scoresde.likelihood.quadrature import DEFAULT_NODES, quadrature_log_likelihood
 from scoresde.likelihood.trace import (
@@ -39,12 +39,11 @@ from scoresde.likelihood.trace import (
     resampled_stderr,
 )
 from scoresde.sde import SDE
-from scoresde.solvers import ADAPTIVE_SOLVERS, ODE_SOLVERS
+from scoresde.solvers import ODE_SOLVERS
 
 __all__ = ["ODE_METHODS", "LikelihoodResult", "ProbabilityFlowDynamics", "log_likelihood"]
 
 ODE_METHODS = ODE_SOLVERS
-_DEFAULT_FIXED_STEPS = 100
 
 
 @dataclass
@@ -284,15 +283,7 @@ def _solve_shared(
     """One torchdiffeq solve of the whole batch from eps to T; returns the state at T."""
     t_dtype = torch.float32 if y0.device.type == "mps" else torch.float64
     ts = torch.tensor([eps, T], dtype=t_dtype, device=y0.device)
-    opts: dict[str, Any] = {}
-    if method in ADAPTIVE_SOLVERS:
-        # end the last step exactly on T (and on eps going back in the adjoint): no overshoot
-        opts["step_t"] = ts.clone()
-        if x_dim is not None:
-            opts["norm"] = state_norm(x_dim)
-    else:
-        opts["step_size"] = (T - eps) / _DEFAULT_FIXED_STEPS
-    opts.update(options or {})
+    opts = solver_options(method, ts, options, x_dim)
     if not adjoint:
         return torchdiffeq.odeint(func, y0, ts, rtol=rtol, atol=atol, method=method, options=opts)[
             -1

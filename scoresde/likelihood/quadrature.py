@@ -29,10 +29,9 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
-from scoresde.likelihood.dynamics import _CountingScore
+from scoresde.likelihood.dynamics import _CountingScore, solver_options
 from scoresde.likelihood.trace import exact_divergence
 from scoresde.sde import SDE
-from scoresde.solvers import ADAPTIVE_SOLVERS
 
 __all__ = ["DEFAULT_NODES", "clenshaw_curtis", "quadrature_log_likelihood"]
 
@@ -113,10 +112,7 @@ def quadrature_log_likelihood(
         return reverse.drift(y, t.clamp(eps, T).to(y.dtype).expand(B))
 
     ts = t_nodes.to(x.device)
-    if method in ADAPTIVE_SOLVERS:  # end the last step exactly on T
-        opts = {"step_t": ts[[0, -1]].clone(), **(options or {})}
-    else:  # the shared solve's 100 uniform steps
-        opts = {"step_size": (T - eps) / 100, **(options or {})}
+    opts = solver_options(method, ts, options, x_dim=None)
     xs = torchdiffeq.odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=opts)
     create_graph = torch.is_grad_enabled()
     divs = []
