@@ -18,8 +18,11 @@ from scoresde.likelihood.trace import (
     vjp_quadratic_forms,
 )
 from scoresde.sde import SDE
+from scoresde.solvers import ADAPTIVE_SOLVERS
 
-__all__ = ["ProbabilityFlowDynamics", "state_norm"]
+__all__ = ["DEFAULT_FIXED_STEPS", "ProbabilityFlowDynamics", "solver_options", "state_norm"]
+
+DEFAULT_FIXED_STEPS = 100
 
 
 class _CountingScore:
@@ -89,6 +92,22 @@ class ProbabilityFlowDynamics(nn.Module):
         if not create_graph:
             drift, div = drift.detach(), div.detach()
         return torch.cat([drift.reshape(B, self.dim), div], dim=1)
+
+
+def solver_options(method: str, ts: Tensor, options: dict | None, x_dim: int | None) -> dict:
+    """torchdiffeq options for a solve over ``ts`` (eps first, T last): adaptive solvers end their
+    last step exactly on T (no overshoot; eps going back in the adjoint) and control the error on
+    the x columns only when ``x_dim`` is given; fixed-step ones take DEFAULT_FIXED_STEPS uniform
+    steps. ``options`` override these."""
+    opts: dict = {}
+    if method in ADAPTIVE_SOLVERS:
+        opts["step_t"] = ts[[0, -1]].clone()
+        if x_dim is not None:
+            opts["norm"] = state_norm(x_dim)
+    else:
+        opts["step_size"] = float(ts[-1] - ts[0]) / DEFAULT_FIXED_STEPS
+    opts.update(options or {})
+    return opts
 
 
 def state_norm(x_dim: int | None) -> Callable[[Tensor], Tensor] | None:

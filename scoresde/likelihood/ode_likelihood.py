@@ -28,8 +28,9 @@ import torch
 import torchdiffeq
 from torch import Tensor, nn
 
-from scoresde.likelihood.dynamics import ProbabilityFlowDynamics, state_norm
+from scoresde.likelihood.dynamics import ProbabilityFlowDynamics, solver_options
 from scoresde.likelihood.independent import solve_independent
+from scoresde.likelihood.quadrature import DEFAULT_NODES, quadrature_log_likelihood
 from scoresde.likelihood.trace import (
     FIXED_PROBE_TRACES,
     TRACE_ESTIMATORS,
@@ -38,12 +39,11 @@ from scoresde.likelihood.trace import (
     resampled_stderr,
 )
 from scoresde.sde import SDE
-from scoresde.solvers import ADAPTIVE_SOLVERS, ODE_SOLVERS
+from scoresde.solvers import ODE_SOLVERS
 
 __all__ = ["ODE_METHODS", "LikelihoodResult", "ProbabilityFlowDynamics", "log_likelihood"]
 
 ODE_METHODS = ODE_SOLVERS
-_DEFAULT_FIXED_STEPS = 100
 
 
 @dataclass
@@ -107,6 +107,8 @@ def _check_args(
     for name, v in (("adjoint", adjoint), ("grad", grad), ("independent", independent)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
+    if trace == "quadrature" and (adjoint or independent):
+        raise ValueError("trace='quadrature' supports neither adjoint=True nor independent=True")
     if trace == "resampled" and adjoint:
         raise ValueError(
             "trace='resampled' draws new probes at every evaluation, which the adjoint's backward "
@@ -148,6 +150,7 @@ def log_likelihood(
     options: dict[str, Any] | None = None,
     grad: bool = False,
     independent: bool = False,
+    nodes: int = DEFAULT_NODES,
 ) -> LikelihoodResult:
     """log p_eps(x) in nats by integrating the probability-flow ODE from ``eps`` to ``T``.
 
@@ -159,7 +162,10 @@ def log_likelihood(
             vector-Jacobian products per evaluation; for low dimensions), ``"rademacher"`` or
             ``"gaussian"`` (Hutchinson, probes fixed per solve), ``"resampled"`` (K fresh
             Rademacher probes per evaluation; lower per-point error at the same cost, and a
-            standard error from 32 sign columns even for small K; needs K >= 2 for ``stderr``).
+            standard error from 32 sign columns even for small K; needs K >= 2 for ``stderr``),
+            ``"quadrature"`` (solve for x(t) alone, then a Clenshaw-Curtis rule in log std(t) on
+            ``nodes`` exact-trace nodes; per-point accurate at nodes x D products in total;
+            :mod:`scoresde.likelihood.quadrature`).
         method: a torchdiffeq solver: adaptive ``dopri5``, ``dopri8``, ``bosh3``, ``fehlberg2``,
             ``adaptive_heun``; or fixed-step ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4``,
             ``explicit_adams``, ``implicit_adams`` (100 uniform steps unless ``options`` sets
@@ -178,11 +184,15 @@ def log_likelihood(
             False: evaluation runs without a graph, as under ``torch.no_grad()``.
         independent: give every point its own step-size control (torchode's batched dopri5), so
             its log-likelihood does not depend on the other points of the batch.
+        nodes: quadrature nodes n + 1 (odd, >= 3) of ``trace="quadrature"``; its ``stderr`` is
+            the difference from the nested n/2 rule.
 
     Returns:
         LikelihoodResult with ``logp`` [B] = ``prior_logp`` + ``delta_logp``, ``z`` = x(T), ``nfe``.
     """
     _check_args(sde, x, trace, method, rtol, atol, eps, probes, adjoint, grad, independent)
+    if trace == "quadrature":
+        probes = nodes  # the count travels in probes' slot; validated in quadrature.py
     args = (sde, score_fn, x, trace, method, rtol, atol, eps, generator, probes)
     tail = (adjoint, adjoint_params, options, independent)
     if torch.is_inference_mode_enabled():  # the divergence needs autograd: leave inference mode
@@ -210,6 +220,12 @@ def _solve(
     options,
     independent,
 ) -> LikelihoodResult:
+    if trace == "quadrature":
+        delta_logp, z, _, nfe, stderr = quadrature_log_likelihood(
+            sde, score_fn, x, probes, method, rtol, atol, eps, options
+        )
+        prior_logp = sde.prior_logp(z)
+        return LikelihoodResult(prior_logp + delta_logp, prior_logp, delta_logp, z, nfe, stderr)
     T = float(sde.T)
     B = x.shape[0]
     fixed = trace in FIXED_PROBE_TRACES
@@ -267,15 +283,7 @@ def _solve_shared(
     """One torchdiffeq solve of the whole batch from eps to T; returns the state at T."""
     t_dtype = torch.float32 if y0.device.type == "mps" else torch.float64
     ts = torch.tensor([eps, T], dtype=t_dtype, device=y0.device)
-    opts: dict[str, Any] = {}
-    if method in ADAPTIVE_SOLVERS:
-        # end the last step exactly on T (and on eps going back in the adjoint): no overshoot
-        opts["step_t"] = ts.clone()
-        if x_dim is not None:
-            opts["norm"] = state_norm(x_dim)
-    else:
-        opts["step_size"] = (T - eps) / _DEFAULT_FIXED_STEPS
-    opts.update(options or {})
+    opts = solver_options(method, ts, options, x_dim)
     if not adjoint:
         return torchdiffeq.odeint(func, y0, ts, rtol=rtol, atol=atol, method=method, options=opts)[
             -1
