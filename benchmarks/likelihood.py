@@ -329,7 +329,8 @@ def target(quick):
         f"{1e3 * sc_fair_wall / sc_nfe:.2f} ms)"
     )
     print(
-        f"  scipy RK45, reference (2 drift evals/step): score calls={sc_ref_nfe} wall={sc_ref_wall:.2f}s "
+        f"  scipy RK45, reference (2 drift evals/step): score calls={sc_ref_nfe} "
+        f"wall={sc_ref_wall:.2f}s "
         f"(ours {sc_ref_wall / wall:.2f}x faster)"
     )
     print(f"  |logp(ours) - logp(scipy)| / D = {agree:.2e} nats")

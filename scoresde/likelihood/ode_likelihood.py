@@ -10,10 +10,10 @@ We integrate the augmented state ``[x(t), int_eps^t div f~]`` from ``t = eps`` t
 ``torchdiffeq`` in one batched solve on the tensor's device (one step-size sequence for the whole
 batch), or with ``independent=True`` through ``torchode`` (every point its own step-size control,
 so its value does not depend on the batch it is in; :mod:`scoresde.likelihood.independent`).
-No autograd graph is built through the solve unless ``grad=True`` or ``adjoint=True``. Every function evaluation costs one
-score evaluation and one vector-Jacobian product (K batched products for K Hutchinson probes, D for
-the exact trace); the reference implementation evaluated the drift twice per step and went through
-numpy. NFE is counted, not estimated.
+No autograd graph is built through the solve unless ``grad=True`` or ``adjoint=True``. Every
+function evaluation costs one score evaluation and one vector-Jacobian product (K batched products
+for K Hutchinson probes, D for the exact trace); the reference implementation evaluated the drift
+twice per step and went through numpy. NFE is counted, not estimated.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ For a vector field ``v(x)`` with Jacobian ``J = dv/dx`` and probe vectors ``eps_
 the vector-Jacobian product ``eps^T J`` costs one backward pass and gives
 
     div v(x) = tr J = sum_i e_i^T J e_i                         ("exact", D basis vectors)
-    div v(x) ~ (1/K) sum_k eps_k^T J eps_k,  E[eps eps^T] = I  (Hutchinson 1989; Grathwohl et al. 2019)
+    div v(x) ~ (1/K) sum_k eps_k^T J eps_k,  E[eps eps^T] = I
+                                      (Hutchinson 1989; Grathwohl et al. 2019)
 
 with Rademacher (+-1) or standard Gaussian probes.
 
