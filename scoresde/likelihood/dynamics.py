@@ -41,8 +41,8 @@ class ProbabilityFlowDynamics(nn.Module):
     ``C`` = number of divergence columns (K fixed probes, 1 for the exact trace, 1 + M for
     ``"resampled"``, which draws K fresh probes from ``generator`` at every call). Time is clamped
     to [eps, T]: torchdiffeq's initial step-size probe may evaluate outside the interval. When
-    called with grad mode on (a differentiable solve, or the adjoint's backward pass) the divergence is
-    built with ``create_graph=True`` so it is itself differentiable.
+    called with grad mode on (a differentiable solve, or the adjoint's backward pass) the divergence
+    is built with ``create_graph=True`` so it is itself differentiable.
     """
 
     def __init__(
