@@ -145,17 +145,22 @@ def run_to_end(cmd: Command, out: Path, extra: list[str] = ()) -> tuple[int, str
     return p.returncode, last, time.perf_counter() - t0
 
 
-def first_write_s(cmd: Command, out: Path) -> tuple[float, float]:
-    """Run once uninterrupted, polling for the first file the command writes: (first, total) s."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(
+def _start(cmd: Command, out: Path, stderr: int) -> subprocess.Popen:
+    """Start ``cmd`` writing into ``out`` (stdout discarded; stderr as given, as text)."""
+    return subprocess.Popen(
         _argv(cmd, out),
         cwd=out.parent,
         env=_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
+
+
+def first_write_s(cmd: Command, out: Path) -> tuple[float, float]:
+    """Run once uninterrupted, polling for the first file the command writes: (first, total) s."""
+    t0 = time.perf_counter()
+    p = _start(cmd, out, stderr=subprocess.PIPE)
     first = None
     while p.poll() is None:
         if first is None and any(f.is_file() and ".hydra" not in f.parts for f in out.rglob("*")):
@@ -174,13 +179,7 @@ def kill_at(cmd: Command, out: Path, at_s: float) -> float | None:
     Returns None when it was killed mid-run, else the seconds it took to finish on its own.
     """
     t0 = time.perf_counter()
-    p = subprocess.Popen(
-        _argv(cmd, out),
-        cwd=out.parent,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    p = _start(cmd, out, stderr=subprocess.DEVNULL)
     try:
         p.wait(timeout=at_s)
         return time.perf_counter() - t0  # finished before the kill

@@ -12,7 +12,7 @@ import torch
 from scoresde.metrics import sliced_wasserstein
 from scoresde.oracle import GaussianMixture
 from scoresde.sampling import METHODS, eps_for_sigma, sample, sample_unipc, time_grid
-from scoresde.sampling.fast import unipc_coefficients
+from scoresde.sampling.methods.unipc import unipc_coefficients
 from scoresde.sde import VESDE, VPSDE, SubVPSDE
 
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
