@@ -37,7 +37,7 @@ import torch
 
 from scoresde.metrics import mmd2, sliced_wasserstein
 from scoresde.oracle import GaussianMixture
-from scoresde.sampling import sample
+from scoresde.sampling import fit_timesteps, sample
 from scoresde.sde import VESDE, VPSDE, SubVPSDE
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -114,6 +114,72 @@ def fewstep(n: int, floor_sets: int, nfes=FEWSTEP_NFE, with_check: bool = True) 
     return rows
 
 
+FIT_SEED, FIT_N = 2000, 1000  # the fitted grids see only these prior draws (not SEEDS)
+
+
+def _fitted_column(args) -> list:
+    """One (problem, SDE) column of the fitted-grid table: per NFE, fit UniPC's grid with
+    :func:`scoresde.sampling.fit_timesteps` on FIT_N draws from FIT_SEED, judge SEEDS; plus the
+    tight ODE (the exact flow map, NFE = what it took) as the noise-limited reference."""
+    pname, sname, n, floor_sets, nfes = args
+    torch.set_num_threads(1)
+    gm = {**problems(), **check_problem()}[pname]
+    sde = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}[sname]
+    judge = Judge(gm, n, floor_sets)
+    rows = []
+    runs = [("ode (rtol 1e-6)", None, {"rtol": 1e-6, "atol": 1e-6})]
+    for nfe in nfes:
+        t0 = time.perf_counter()
+        fit = fit_timesteps(sde, gm.score_fn(sde), (FIT_N, gm.dim), "unipc", nfe, seed=FIT_SEED)
+        fit_s = time.perf_counter() - t0
+        runs.append(("unipc + fit_timesteps", nfe, {"timesteps": fit.timesteps, "fit_s": fit_s}))
+    for label, nfe, opts in runs:
+        opts = dict(opts)
+        fit_s = opts.pop("fit_s", math.nan)
+        passed = []
+        for seed in SEEDS:
+            res = draw(sde, gm, n, "ode" if nfe is None else "unipc", None, seed, **opts)
+            assert nfe is None or res.nfe == nfe, (label, res.nfe, nfe)
+            m = judge.measure(res.x, lazy=True)
+            passed.append(m["passed"])
+            bias_sd = 2 * (m["logp"] - judge.lp_mean) / judge.lp_tol
+            rows.append(
+                {
+                    "problem": pname,
+                    "sde": sname,
+                    "method": label,
+                    "nfe": res.nfe,
+                    "seed": seed,
+                    "fit_s": fit_s,
+                    "logp_bias_sd": bias_sd,
+                    "timesteps": " ".join(f"{t:.6g}" for t in opts.get("timesteps", ())),
+                    **judge.fields(m),
+                }
+            )
+        if nfe is None:  # the adaptive solve: label its rows with the largest NFE it took
+            mine = rows[-len(SEEDS) :]
+            for r in mine:
+                r["nfe"] = max(q["nfe"] for q in mine)
+        print(
+            f"{pname:7s} {sname:5s} {label:22s} NFE={rows[-1]['nfe']:3d} passes {sum(passed)}/5",
+            flush=True,
+        )
+    return rows
+
+
+def fewstep_fitted(n: int, floor_sets: int, nfes=FEWSTEP_NFE, jobs: int = 2) -> list:
+    """The fitted-grid table over every (problem, SDE) column, ``jobs`` processes."""
+    import multiprocessing as mp
+
+    cols = [
+        (p, s, n, floor_sets, nfes)
+        for p in ("8gauss", "mix16", "check")
+        for s in ("vp", "subvp", "ve")
+    ]
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        return [r for rows in pool.map(_fitted_column, cols) for r in rows]
+
+
 def _columns(rows: list) -> list:
     """(problem, sde) pairs of ``rows`` in table order."""
     pairs = {(r["problem"], r["sde"]) for r in rows}
@@ -127,8 +193,8 @@ def fewstep_table(rows: list) -> str:
         "| method | NFE | " + " | ".join(f"{p} {s}" for p, s in cols) + " |",
         "|---|---|" + "---|" * len(cols),
     ]
-    for method in FEWSTEP_METHODS:
-        for nfe in sorted({int(r["nfe"]) for r in rows}):
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for nfe in sorted({int(r["nfe"]) for r in rows if r["method"] == method}):
             cells = []
             for p, s in cols:
                 sub = [
@@ -139,7 +205,8 @@ def fewstep_table(rows: list) -> str:
                     and r["problem"] == p
                     and r["sde"] == s
                 ]
-                cells.append(f"{sum(r['passed'] in (True, 'True') for r in sub)}" if sub else "")
+                ok = sum(r["passed"] in (True, "True") for r in sub)
+                cells.append(f"{ok}" if sub else "")
             lines.append(f"| {method} | {nfe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -536,18 +603,26 @@ def main() -> None:
     )
     ap.add_argument("--fewstep", action="store_true", help="few-step pass-count table (5 seeds)")
     ap.add_argument(
+        "--fitted", action="store_true", help="pass counts of UniPC on grids from fit_timesteps"
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="processes for --fitted")
+    ap.add_argument(
         "--stochastic", action="store_true", help="step sweep of the stochastic samplers"
     )
     args = ap.parse_args()
-    if args.fewstep or args.stochastic:
+    if args.fewstep or args.stochastic or args.fitted:
         torch.set_num_threads(1)
         n = args.n or 4000
-        name, run, table = (
-            ("samplers_fewstep", fewstep, fewstep_table)
-            if args.fewstep
-            else ("samplers_stochastic", stochastic, stochastic_table)
-        )
-        rows = run(n, args.floor_sets)
+        if args.fitted:
+            name, table = "samplers_fewstep_fitted", fewstep_table
+            rows = fewstep_fitted(n, args.floor_sets, jobs=args.jobs)
+        else:
+            name, run, table = (
+                ("samplers_fewstep", fewstep, fewstep_table)
+                if args.fewstep
+                else ("samplers_stochastic", stochastic, stochastic_table)
+            )
+            rows = run(n, args.floor_sets)
         write_csv(os.path.join(RESULTS, f"{name}.csv"), rows)
         text = table(rows)
         print(text)

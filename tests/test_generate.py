@@ -303,3 +303,17 @@ def test_two_processes_write_the_samples_of_one_process_exactly(runs, tmp_path):
         f"\ngenerate n=64: 1 process {t1 - t0:.1f} s, 2 processes {t2 - t1:.1f} s "
         "(wall, incl. start)"
     )
+
+
+def test_an_explicit_time_grid_reaches_the_sampler(runs, tmp_path):
+    """``+sampler.timesteps=[...]`` (e.g. from fit_timesteps) sets the grid: 3 steps + the final
+    step = 4 score evaluations; a contradicting ``steps`` is refused by name."""
+    ck = f"ckpt={runs['cond']}"
+    grid = ["sampler=unipc", "sampler.steps=null", "+sampler.timesteps=[1.0,0.3,0.05,0.001]"]
+    s, arrays = _gen(tmp_path, "ts", [ck, "n=3", *grid])
+    x = arrays["samples_model"]
+    assert x.shape[0] == 3 and np.isfinite(x).all()
+    assert s["nfe_per_sample_batch"] == 4
+    bad = ["sampler=unipc", "sampler.steps=5", "+sampler.timesteps=[1.0,0.3,0.05,0.001]"]
+    with pytest.raises(ValueError, match=r"steps must be None or len\(timesteps\) - 1 = 3"):
+        _gen(tmp_path, "ts2", [ck, "n=3", *bad])

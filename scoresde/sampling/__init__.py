@@ -43,6 +43,7 @@ from scoresde.sampling.registry import (
     register_sampler,
 )
 from scoresde.sampling.result import SampleResult
+from scoresde.sampling.tuning import TimestepFit, fit_timesteps
 
 __all__ = [
     "CORRECTOR_NAMES",
@@ -67,9 +68,11 @@ __all__ = [
     "SamplerSpec",
     "ScaledGridMethod",
     "ScoreError",
+    "TimestepFit",
     "draw_seeds",
     "encode",
     "eps_for_sigma",
+    "fit_timesteps",
     "get_sampler",
     "grid_for",
     "method_defaults",

@@ -62,7 +62,12 @@ class ScaledGridMethod(GridMethod):
 
 
 def grid_for(ctx: SamplerContext, opts: GridOptions, t_start: float, eps: float) -> Tensor:
-    """The float64 grid [S + 1] of ``opts`` (S = opts.steps or sde.N)."""
+    """The float64 grid [S + 1] of ``opts`` (S = opts.steps or sde.N; or ``opts.timesteps``)."""
+    if opts.timesteps is not None:
+        grid = torch.tensor(opts.timesteps, dtype=torch.float64)
+        if abs(float(grid[0]) - t_start) > 1e-9 * max(1.0, abs(t_start)):
+            raise ValueError(f"timesteps[0] must equal t_start = {t_start}, got {float(grid[0])}")
+        return grid
     steps = ctx.sde.N if opts.steps is None else opts.steps
     return time_grid(
         ctx.sde,

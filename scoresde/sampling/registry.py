@@ -10,6 +10,8 @@ so a method added with :func:`register_sampler` from outside the package is a fi
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -66,13 +68,17 @@ class SamplerOptions:
 class GridOptions(SamplerOptions):
     """Options of a method on a fixed time grid (:func:`scoresde.sampling.grids.time_grid`):
     ``time_grid`` (one of GRIDS), ``rho`` (karras), ``lambda_center`` / ``lambda_width`` (bump),
-    ``end_sigma``: when not None the grid ends where sigma = std / m = end_sigma (overrides eps)."""
+    ``end_sigma``: when not None the grid ends where sigma = std / m = end_sigma (overrides eps);
+    ``timesteps``: an explicit grid t_0 = t_start > t_1 > ... > t_S (e.g. from
+    :func:`scoresde.sampling.fit_timesteps`); it sets ``steps`` = S and the end time t_S and
+    overrides ``time_grid`` and ``end_sigma``."""
 
     time_grid: str = "uniform"
     rho: float = 7.0
     lambda_center: float = 0.25
     lambda_width: float = 1.25
     end_sigma: float | None = None
+    timesteps: tuple[float, ...] | None = None
 
     def check(self) -> None:
         check_choice("time_grid", self.time_grid, GRIDS)
@@ -81,9 +87,30 @@ class GridOptions(SamplerOptions):
         check_positive("lambda_width", self.lambda_width)
         if self.end_sigma is not None:
             check_positive("end_sigma", self.end_sigma)
+        if self.timesteps is not None:
+            ts = check_timesteps(self.timesteps)
+            object.__setattr__(self, "timesteps", ts)
+            object.__setattr__(self, "steps", len(ts) - 1)
 
     def end_time(self, sde: SDE, eps: float) -> float:
+        if self.timesteps is not None:
+            return self.timesteps[-1]
         return eps if self.end_sigma is None else eps_for_sigma(sde, self.end_sigma)
+
+
+def check_timesteps(value: Any) -> tuple[float, ...]:
+    """An explicit time grid: >= 2 finite, positive, strictly decreasing numbers."""
+    try:
+        ts = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"timesteps must be a sequence of numbers, got {value!r}") from None
+    ok = len(ts) >= 2 and all(math.isfinite(t) and t > 0 for t in ts)
+    if not ok or any(b >= a for a, b in itertools.pairwise(ts)):
+        raise ValueError(
+            f"timesteps must be >= 2 positive, strictly decreasing times "
+            f"(t_start > ... > end), got {list(value)!r}"
+        )
+    return ts
 
 
 @dataclass(frozen=True)
@@ -249,4 +276,11 @@ def method_options(method: str, **options: Any) -> SamplerOptions:
         if key in options:
             check_bool(key, options[key])
     kw = {k: v for k, v in options.items() if k in names and not (k == "steps" and v is None)}
+    if kw.get("timesteps") is not None and "steps" in kw:
+        n = len(check_timesteps(kw["timesteps"])) - 1
+        if kw["steps"] != n:
+            raise ValueError(
+                f"steps must be None or len(timesteps) - 1 = {n} for method {method!r}, "
+                f"got {kw['steps']!r}"
+            )
     return spec.options(**kw)

@@ -1,0 +1,149 @@
+"""Time grids fitted to one model: the few-step solver's grid chosen to reproduce a tight
+probability-flow solve (in the spirit of "optimized time steps": Xue et al. 2024, Sabour et al.
+2024 "Align Your Steps", which fit a model's schedule instead of a fixed formula).
+
+From n prior draws x_T, the reference x_ref = Phi(x_T) is the probability-flow ODE solved tightly
+(``ode``, rtol = atol = ``ref_tol``) to ``eps`` and denoised; the few-step result x = Phi_G(x_T)
+runs ``method`` on the grid G with nfe evaluations (steps = nfe - 1 and the final Tweedie step)
+from the same draws. With e_i = x_i - x_ref_i and the trapezoidal estimate of the change of
+log p_eps between the two end points (exact for a Gaussian; it carries the second-order drop
+-1/2 e^T H e that unbiased endpoint noise causes, not only the first-order s . e)
+
+    d_i = 1/2 (s(x_i, eps) + s(x_ref_i, eps)) . e_i  ~  log p_eps(x_i) - log p_eps(x_ref_i),
+
+
+    L(G) = mean_i d_i^2  +  mean_i |e_i|^2 / (D v)  +  w (mean_i d_i)^2,
+
+v the mean per-coordinate variance of x_ref and w = ``bias_weight`` (the last term keeps the
+mean log-density unbiased, which the first two only bound). G is parametrised in the logSNR
+lambda = log(m / std): lambda_0 = lambda(t_start) fixed, the end lambda_S in
+[``lambda_end_range``] through a logistic map, the S increments a softmax (each at least
+``min_step`` of the mean step); L is minimised by Powell's derivative-free method (SciPy), so the
+score function needs no gradients. The grid is only as good as the draws it saw: fit on seeds you
+will not evaluate on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scoresde.checks import check_size
+from scoresde.sampling.api import sample
+from scoresde.sampling.checks import check_positive
+from scoresde.sampling.registry import get_sampler
+from scoresde.sde import SDE, ScoreFn
+
+__all__ = ["TimestepFit", "fit_timesteps"]
+
+
+@dataclass(frozen=True)
+class TimestepFit:
+    """``timesteps`` (pass as ``sample(..., timesteps=fit.timesteps)``), the objective after the
+    fit and before it (``initial_timesteps``: the uniform logSNR grid the fit starts from) and
+    the number of objective evaluations."""
+
+    timesteps: tuple[float, ...]
+    loss: float
+    initial_timesteps: tuple[float, ...]
+    initial_loss: float
+    evaluations: int
+
+
+def _grid(sde: SDE, theta: np.ndarray, lam0: float, lam_range, min_step: float) -> Tensor:
+    lo, hi = lam_range
+    lam_end = lo + (hi - lo) / (1.0 + math.exp(-float(theta[-1])))
+    logits = theta[:-1] - theta[:-1].max()
+    inc = np.exp(logits) / np.exp(logits).sum()
+    S = len(inc)
+    inc = min_step / S + (1.0 - min_step) * inc
+    lam = lam0 + (lam_end - lam0) * np.concatenate([[0.0], np.cumsum(inc)])
+    t = sde.t_from_log_snr(torch.tensor(lam, dtype=torch.float64))
+    t[0] = float(sde.T)
+    return t
+
+
+def fit_timesteps(
+    sde: SDE,
+    score_fn: ScoreFn,
+    shape: tuple[int, ...],
+    method: str = "unipc",
+    nfe: int = 10,
+    *,
+    seed: int = 0,
+    eps: float = 1e-3,
+    ref_tol: float = 1e-6,
+    bias_weight: float = 10.0,
+    lambda_end_range: tuple[float, float] = (2.0, 6.0),
+    min_step: float = 0.02,
+    max_evals: int = 1500,
+    **options,
+) -> TimestepFit:
+    """Fit the ``nfe``-evaluation grid of ``method`` to ``score_fn`` (see the module docstring).
+
+    ``shape`` = (n, *dims): n prior draws from ``seed``; ``options``: the method's other options.
+    The upper end of ``lambda_end_range`` is capped at lambda(1e-5).
+    """
+    spec = get_sampler(method)
+    if "timesteps" not in {f for f in spec.options.__dataclass_fields__}:
+        raise ValueError(f"method {method!r} has no time grid to fit (use a grid method)")
+    nfe = check_size("nfe", nfe, 2)
+    check_positive("bias_weight", bias_weight, allow_zero=True)
+    check_size("max_evals", max_evals, 1)
+    if not 0 <= min_step < 1:
+        raise ValueError(f"min_step must be in [0, 1), got {min_step!r}")
+    lo, hi = (float(v) for v in lambda_end_range)
+    hi = min(hi, float(sde.log_snr(torch.tensor(1e-5, dtype=torch.float64))))
+    if not lo < hi:
+        raise ValueError(f"lambda_end_range must be (lo, hi) with lo < hi, got {lambda_end_range}")
+    n = shape[0]
+    lam0 = float(sde.log_snr(torch.tensor(float(sde.T), dtype=torch.float64)))
+
+    def gen() -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    ref = sample(
+        sde, score_fn, shape, method="ode", eps=eps, rtol=ref_tol, atol=ref_tol, generator=gen()
+    ).x
+    with torch.no_grad():
+        t_eps = torch.full((n,), eps, dtype=ref.dtype, device=ref.device)
+        s_ref = score_fn(ref, t_eps).reshape(n, -1)
+    ref = ref.reshape(n, -1)
+    v = float(ref.var(0).mean())
+
+    def loss(theta: np.ndarray) -> float:
+        grid = _grid(sde, theta, lam0, (lo, hi), min_step)
+        res = sample(
+            sde,
+            score_fn,
+            shape,
+            method=method,
+            timesteps=tuple(grid.tolist()),
+            generator=gen(),
+            **options,
+        )
+        if res.nfe != nfe:
+            raise ValueError(f"method {method!r} used {res.nfe} evaluations, not nfe = {nfe}")
+        e = res.x.reshape(n, -1) - ref
+        with torch.no_grad():
+            s_x = score_fn(res.x, t_eps).reshape(n, -1)
+        d = (e * 0.5 * (s_ref + s_x)).sum(1)
+        val = (d**2).mean() + (e**2).sum(1).mean() / (e.shape[1] * v) + bias_weight * d.mean() ** 2
+        return float(val) if math.isfinite(float(val)) else math.inf
+
+    from scipy.optimize import minimize
+
+    theta0 = np.zeros(nfe)  # nfe - 1 increments + the end: a uniform logSNR grid
+    initial = loss(theta0)
+    best = minimize(
+        loss, theta0, method="Powell", options={"maxfev": max_evals, "xtol": 1e-3, "ftol": 1e-4}
+    )
+    grid = _grid(sde, best.x, lam0, (lo, hi), min_step)
+    start = _grid(sde, theta0, lam0, (lo, hi), min_step)
+    return TimestepFit(
+        tuple(grid.tolist()), float(best.fun), tuple(start.tolist()), initial, int(best.nfev)
+    )
