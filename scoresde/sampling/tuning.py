@@ -19,8 +19,11 @@ mean log-density unbiased, which the first two only bound). G is parametrised in
 lambda = log(m / std): lambda_0 = lambda(t_start) fixed, the end lambda_S in
 [``lambda_end_range``] through a logistic map, the S increments a softmax (each at least
 ``min_step`` of the mean step); L is minimised by Powell's derivative-free method (SciPy), so the
-score function needs no gradients. The grid is only as good as the draws it saw: fit on seeds you
-will not evaluate on.
+score function needs no gradients, from ``starts`` initial grids (uniform in lambda, denser in
+the middle, denser towards the end) and once by continuation in the bias weight (1, then w),
+``max_evals`` evaluations each; the landscape has poor local minima, so one start is not enough.
+The best end point is kept. The grid is only as good as the draws it
+saw: fit on seeds you will not evaluate on.
 """
 
 from __future__ import annotations
@@ -77,10 +80,11 @@ def fit_timesteps(
     seed: int = 0,
     eps: float = 1e-3,
     ref_tol: float = 1e-6,
-    bias_weight: float = 10.0,
+    bias_weight: float = 100.0,
     lambda_end_range: tuple[float, float] = (2.0, 6.0),
     min_step: float = 0.02,
-    max_evals: int = 1500,
+    max_evals: int = 1000,
+    starts: int = 3,
     **options,
 ) -> TimestepFit:
     """Fit the ``nfe``-evaluation grid of ``method`` to ``score_fn`` (see the module docstring).
@@ -94,6 +98,9 @@ def fit_timesteps(
     nfe = check_size("nfe", nfe, 2)
     check_positive("bias_weight", bias_weight, allow_zero=True)
     check_size("max_evals", max_evals, 1)
+    check_size("starts", starts, 1)
+    if starts > 3:
+        raise ValueError(f"starts must be 1, 2 or 3, got {starts!r}")
     if not 0 <= min_step < 1:
         raise ValueError(f"min_step must be in [0, 1), got {min_step!r}")
     lo, hi = (float(v) for v in lambda_end_range)
@@ -115,7 +122,7 @@ def fit_timesteps(
     ref = ref.reshape(n, -1)
     v = float(ref.var(0).mean())
 
-    def loss(theta: np.ndarray) -> float:
+    def loss(theta: np.ndarray, w: float | None = None) -> float:
         grid = _grid(sde, theta, lam0, (lo, hi), min_step)
         res = sample(
             sde,
@@ -132,18 +139,40 @@ def fit_timesteps(
         with torch.no_grad():
             s_x = score_fn(res.x, t_eps).reshape(n, -1)
         d = (e * 0.5 * (s_ref + s_x)).sum(1)
-        val = (d**2).mean() + (e**2).sum(1).mean() / (e.shape[1] * v) + bias_weight * d.mean() ** 2
+        w = bias_weight if w is None else w
+        val = (d**2).mean() + (e**2).sum(1).mean() / (e.shape[1] * v) + w * d.mean() ** 2
         return float(val) if math.isfinite(float(val)) else math.inf
 
     from scipy.optimize import minimize
 
     theta0 = np.zeros(nfe)  # nfe - 1 increments + the end: a uniform logSNR grid
     initial = loss(theta0)
-    best = minimize(
-        loss, theta0, method="Powell", options={"maxfev": max_evals, "xtol": 1e-3, "ftol": 1e-4}
-    )
-    grid = _grid(sde, best.x, lam0, (lo, hi), min_step)
+    u = (np.arange(nfe - 1) + 0.5) / (nfe - 1)
+    inits = [theta0, np.append(-8.0 * (u - 0.5) ** 2, 0.0), np.append(1.5 * (u - 0.5), 0.0)]
+    theta, best, used = theta0, initial, 1
+    # Powell (restarted with fresh directions while it improves) from each start on the full
+    # objective, and once more from the uniform grid by continuation: first with the bias weight
+    # capped at 1, then the full weight from there (with a large weight from the start, a grid
+    # whose errors cancel in the mean can be a poor local minimum); the best end point wins
+    runs = [(x0, [bias_weight]) for x0 in inits[:starts]]
+    if bias_weight > 1.0:
+        runs.append((theta0, [1.0, bias_weight]))
+    for x, stages in runs:
+        for w in stages:
+            fx, budget = loss(x, w), max_evals // len(stages)
+            used += 1
+            while budget > 0:
+                opts = {"maxfev": budget, "xtol": 1e-4, "ftol": 1e-6}
+                res = minimize(loss, x, args=(w,), method="Powell", options=opts)
+                budget -= int(res.nfev)
+                used += int(res.nfev)
+                improved = float(res.fun) < fx * (1.0 - 1e-3)
+                if float(res.fun) < fx:
+                    x, fx = res.x, float(res.fun)
+                if not improved:
+                    break
+        if fx < best:
+            theta, best = x, fx
+    grid = _grid(sde, theta, lam0, (lo, hi), min_step)
     start = _grid(sde, theta0, lam0, (lo, hi), min_step)
-    return TimestepFit(
-        tuple(grid.tolist()), float(best.fun), tuple(start.tolist()), initial, int(best.nfev)
-    )
+    return TimestepFit(tuple(grid.tolist()), best, tuple(start.tolist()), initial, used)
