@@ -30,6 +30,7 @@ import torchdiffeq
 from torch import Tensor
 
 from scoresde.likelihood.dynamics import _CountingScore, solver_options
+from scoresde.likelihood.hutchpp import hutchpp_node_traces
 from scoresde.likelihood.trace import exact_divergence
 from scoresde.sde import SDE
 
@@ -98,8 +99,16 @@ def quadrature_log_likelihood(
     atol: float,
     eps: float,
     options: dict | None,
+    trace: str = "quadrature",
+    probes: int = 0,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
-    """(delta_logp [B], z = x(T), nodes' divergences [n+1, B], score calls, stderr [B])."""
+    """(delta_logp [B], z = x(T), nodes' divergences [n+1, B], score calls, stderr [B]).
+
+    ``trace="quadrature"``: exact traces at the nodes; ``"hutchpp"``: randomized ones with
+    ``probes`` samples shared out among the nodes (:mod:`scoresde.likelihood.hutchpp`), whose
+    variance adds to the squared quadrature error estimate.
+    """
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 3 or nodes % 2 == 0:
         raise ValueError(f"nodes must be an odd integer >= 3 (n + 1, n even), got {nodes!r}")
     T = float(sde.T)
@@ -115,16 +124,28 @@ def quadrature_log_likelihood(
     opts = solver_options(method, ts, options, x_dim=None)
     xs = torchdiffeq.odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=opts)
     create_graph = torch.is_grad_enabled()
-    divs = []
-    for j in range(nodes):
-        with torch.enable_grad():
-            xj = xs[j] if xs[j].requires_grad else xs[j].detach().requires_grad_(True)
-            drift = reverse.drift(xj, ts[j].to(x.dtype).expand(B))
-            divs.append(exact_divergence(drift, xj, create_graph=create_graph))
-    div = torch.stack(divs)  # [n+1, B]
+
+    def node_graph(j: int) -> tuple[Tensor, Tensor]:
+        xj = xs[j] if xs[j].requires_grad else xs[j].detach().requires_grad_(True)
+        return reverse.drift(xj, ts[j].to(x.dtype).expand(B)), xj
+
+    variance = None
+    with torch.enable_grad():
+        if trace == "hutchpp":
+            graphs = [node_graph(j) for j in range(nodes)]
+            div, variance = hutchpp_node_traces(graphs, w, probes, generator)
+            del graphs
+        else:
+            divs = []
+            for j in range(nodes):
+                drift, xj = node_graph(j)
+                divs.append(exact_divergence(drift, xj, create_graph=create_graph))
+            div = torch.stack(divs)  # [n+1, B]
     wx = w.to(div)[:, None]
     delta = (wx * div).sum(0)
     _, w_half = _nodes(sde, (nodes - 1) // 2 + 1, eps, T)
     coarse = (w_half.to(div)[:, None] * div[::2]).sum(0)
     stderr = (delta - coarse).detach().abs()
+    if variance is not None:
+        stderr = (stderr.pow(2) + (wx.pow(2) * variance).sum(0)).sqrt()
     return delta, xs[-1], div, counter.calls, stderr

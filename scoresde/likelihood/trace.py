@@ -14,6 +14,8 @@ with Rademacher (+-1) or standard Gaussian probes.
   error control (FFJORD's choice). One probe's error is then the same draw at every time.
 - ``"quadrature"``: the divergence integral taken apart from the solve, by a Clenshaw-Curtis rule
   in log std(t) with exact traces at the nodes (:mod:`scoresde.likelihood.quadrature`).
+- ``"hutchpp"``: the same rule with randomized traces at the nodes: shifted Hutch++ or Rademacher
+  per node, probes shared out by Neyman allocation (:mod:`scoresde.likelihood.hutchpp`).
 - ``"resampled"``: K fresh Rademacher probes at *every* function evaluation. The divergence never
   feeds back into ``x``, so it is excluded from the error norm and the solver integrates it as a
   pure quadrature ``sum_i c_i q_i`` (c_i = step size x Runge-Kutta weight of evaluation i) with
@@ -33,6 +35,7 @@ from torch import Tensor
 
 __all__ = [
     "FIXED_PROBE_TRACES",
+    "QUADRATURE_TRACES",
     "TRACE_ESTIMATORS",
     "VARIANCE_SIGNS",
     "draw_probes",
@@ -43,7 +46,8 @@ __all__ = [
 ]
 
 FIXED_PROBE_TRACES: tuple[str, ...] = ("rademacher", "gaussian")
-TRACE_ESTIMATORS: tuple[str, ...] = ("exact", *FIXED_PROBE_TRACES, "resampled", "quadrature")
+QUADRATURE_TRACES: tuple[str, ...] = ("quadrature", "hutchpp")  # x-only solve, then a rule
+TRACE_ESTIMATORS: tuple[str, ...] = ("exact", *FIXED_PROBE_TRACES, "resampled", *QUADRATURE_TRACES)
 VARIANCE_SIGNS = 32  # M sign columns of the "resampled" standard error (M-dof variance estimate)
 
 # Exact traces build [chunk, B, *dims] basis tensors; keep each under this many elements. On CPU
