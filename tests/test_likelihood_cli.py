@@ -314,3 +314,9 @@ def test_torchrun_two_processes_shard_batches_and_equal_one_process(runs, tmp_pa
     two = json.loads((out / "likelihood.json").read_text())
     assert two["complete"] and [b["index"] for b in two["batches"]] == [0, 1, 2, 3]
     assert [b["values"] for b in two["batches"]] == [b["values"] for b in one["batches"]]
+
+
+def test_cli_accepts_the_hutchpp_trace(runs, tmp_path):
+    cfg = _cfg([f"ckpt={runs['moons']}", "max_samples=4", "batch_size=4", "trace=hutchpp", *FAST])
+    rec = evaluate(cfg, tmp_path / "h")
+    assert rec["complete"] and len(rec["batches"][0]["values"]) == 4
