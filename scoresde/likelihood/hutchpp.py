@@ -1,93 +1,116 @@
-"""Randomized traces at the quadrature nodes (``trace="hutchpp"``): shifted Hutch++ or Rademacher
-per node, with the probes shared out among the nodes by Neyman allocation.
+"""Randomized traces at the quadrature nodes (``trace="hutchpp"``): Rademacher everywhere,
+sketched estimators where the Rademacher variance matters, probes shared out by Neyman allocation.
 
 At node j the divergence is tr J_j, J_j = d f~ / dx at (x(t_j), t_j); only vector-Jacobian
-products ``v^T J`` are used (tr J^T = tr J). Per node, with S [D, k] and G Rademacher:
+products ``v^T J`` are used (tr J^T = tr J); all probes are Rademacher. Per node:
 
-1. sketch: Y = J^T S (k products). Its columns give k Hutchinson samples s^T J s (Hutchinson
-   1989), and the shift delta = mean(s^T J s) / D.
-2. Hutch++ (Meyer, Musco, Musco & Woodruff 2021, alg. 1) on the shifted matrix J - delta I:
-   Q = orth(Y - delta S), then with the projected probes g' = (I - QQ^T) g
+1. pilot: PILOT probes s, giving Hutchinson samples s^T J s (Hutchinson 1989) and the score
+   c_j = |w_j| sd_j (w_j the rule's weight). Near eps the score's Jacobian is almost diagonal,
+   where Rademacher probes are nearly exact: nodes with c_j < PILOT_SHARE max_j c_j stop here.
+2. sketch (the other nodes): the pilot's products plus k - PILOT new ones give Y = J^T S
+   (k = HUTCHPP_SKETCH), the shift delta = mean(s^T J s) / D, Q = orth(Y - delta S) [D, k] and
+   C = Q^T J Q (k more products). Then PILOT samples of each of
+   - shifted Hutch++ (Meyer, Musco, Musco & Woodruff 2021, alg. 1, on J - delta I), with the
+     projected probes g' = (I - QQ^T) g:
+         tr J = tr C + E[g'^T J g' - delta |g'|^2] + delta (D - k);
+   - deflated Hutchinson, the control variate M = Q (C - delta I) Q^T + delta I:
+         tr J = tr C - k delta + E[g^T J g - (Q^T g)^T (C - delta I) (Q^T g)];
+   and the node keeps the one of the three (with Rademacher) of smallest batch-mean pilot
+   variance. Both identities hold for any Q independent of g. The shift is our deviation from
+   the paper: Rademacher probes have zero variance on a diagonal Jacobian, projected ones do not,
+   and -1/std^2 I (the score's Jacobian near a mode) would otherwise dominate the residual; the
+   deflated form leaves the diagonal to the unprojected probes (on the 64-D mixture it wins at
+   mid t, Hutch++ near T).
+3. ``probes`` further samples are shared out among the nodes in proportion to |w_j| sd_j (Neyman
+   allocation: it minimizes sum_j w_j^2 sd_j^2 / n_j for a fixed total sum_j n_j). A node's graph
+   is dropped after each phase and rebuilt (one more drift evaluation) only if it is needed, so
+   at most one node's graph is held at a time.
 
-       tr J = tr(Q^T J Q) + E[g'^T J g' - delta |g'|^2] + delta (D - k)
-
-   (k + PILOT_RESIDUALS products). The shift is our deviation from the paper: Rademacher probes
-   have zero variance on a diagonal Jacobian, projected ones do not, and -1/std^2 I (the score's
-   Jacobian near a mode) would otherwise dominate the residual.
-3. per node, the estimator (Rademacher or shifted Hutch++) whose batch-mean pilot variance is
-   smaller is kept, and ``probes`` further probes of it are shared out among the nodes in
-   proportion to w_j sd_j (Neyman allocation: it minimizes sum_j w_j^2 sd_j^2 / n_j for a fixed
-   total sum_j n_j).
-
-Each node's mean and variance come from its samples (>= 2 each); the rule's variance is
+Each node's mean and variance come from its samples (>= PILOT each); the rule's variance is
 sum_j w_j^2 var_j / n_j, independent across nodes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from scoresde.likelihood.trace import draw_probes
+from scoresde.likelihood.trace import draw_probes, vjp_chunk
 
-__all__ = ["HUTCHPP_SKETCH", "PILOT_RESIDUALS", "hutchpp_node_traces"]
+__all__ = ["HUTCHPP_SKETCH", "PILOT", "PILOT_SHARE", "hutchpp_node_traces"]
 
-HUTCHPP_SKETCH = 2  # k: sketch columns per node (the 64-D mixture: k = 2 beat 3, 4, 6, 8)
-PILOT_RESIDUALS = 2  # projected residual probes per node in the pilot (>= 2: a variance)
+HUTCHPP_SKETCH = 4  # k: sketch columns per Hutch++ node (the 64-D mixture: 4 beat 2, 3, 6)
+PILOT = 2  # pilot probes per node, Rademacher and projected (>= 2: a variance)
+PILOT_SHARE = 0.05  # Hutch++ pilot where |w_j| sd_j >= PILOT_SHARE * max (64-D mixture)
+
+NodeGraph = Callable[[int], tuple[Tensor, Tensor]]
 
 
 def _vjps(out: Tensor, x: Tensor, v: Tensor) -> Tensor:
-    """v_a^T (d out / dx) for the rows of v [m, B, *dims], keeping the graph; [m, B, D]."""
-    (g,) = torch.autograd.grad(out, x, v, retain_graph=True, is_grads_batched=True)
-    return g.flatten(2)
+    """v_a^T (d out / dx) for the rows of v [m, B, *dims], keeping the graph; [m, B, D]
+    (cache-sized chunks of rows per vmapped backward)."""
+    chunk = vjp_chunk(x)
+    parts = [
+        torch.autograd.grad(out, x, v[i : i + chunk], retain_graph=True, is_grads_batched=True)[0]
+        for i in range(0, v.shape[0], chunk)
+    ]
+    return torch.cat(parts).flatten(2)
 
 
 class _Node:
-    """One node's graph, pilot samples and chosen estimator."""
+    """One node's pilot samples and chosen estimator (the graph is passed in, never kept)."""
 
     def __init__(self, out: Tensor, x: Tensor, generator: torch.Generator | None):
-        self.out, self.x, self.gen = out, x, generator
-        D = x[0].numel()
-        k = min(HUTCHPP_SKETCH, D)
-        S = draw_probes("rademacher", k, x, generator)
-        Y = _vjps(out, x, S)  # [k, B, D]
-        Sf = S.flatten(2)
-        self.rad = (Sf * Y).sum(2)  # [k, B] Hutchinson samples
-        self.delta = self.rad.mean(0) / D  # [B]
-        Yp = (Y - self.delta[None, :, None] * Sf).permute(1, 2, 0)  # [B, D, k]
-        self.Q = torch.linalg.qr(Yp).Q  # [B, D, k]
+        self.gen, self.shape = generator, x.shape
+        self.D = x[0].numel()
+        self.S = draw_probes("rademacher", PILOT, x, generator)
+        self.Y = _vjps(out, x, self.S)  # [PILOT, B, D]
+        self.samples = (self.S.flatten(2) * self.Y).sum(2)  # [PILOT, B] Hutchinson samples
+        self.kind = "rademacher"
+
+    def pilot_sketched(self, out: Tensor, x: Tensor) -> None:
+        """Sketch, shift, tr(Q^T J Q) and pilots of both sketched estimators; keep the estimator
+        (of the three) with the smallest batch-mean pilot variance."""
+        k = min(HUTCHPP_SKETCH, self.D)
+        S = draw_probes("rademacher", k - PILOT, x, self.gen) if k > PILOT else self.S[:0]
+        Sf = torch.cat([self.S, S]).flatten(2)[:k]  # [k, B, D]
+        Y = torch.cat([self.Y, _vjps(out, x, S)])[:k] if k > PILOT else self.Y[:k]
+        self.delta = (Sf * Y).sum(2).mean(0) / self.D  # [B]
+        self.Q = torch.linalg.qr((Y - self.delta[None, :, None] * Sf).permute(1, 2, 0)).Q
         Qv = self.Q.permute(2, 0, 1)  # [k, B, D]
-        G = self._projected(PILOT_RESIDUALS)
-        W = _vjps(out, x, torch.cat([Qv, G]).reshape(-1, *x.shape))
-        self.tQ = (Qv * W[:k]).sum((0, 2))  # tr(Q^T J Q) [B]
-        self.k, self.D = k, D
-        self.hpp = self._residual_samples(G, W[k:])  # [m, B]
-        self.use_hpp = bool(self.hpp.var(0).mean() < self.rad.var(0).mean())
-        self.samples = self.hpp if self.use_hpp else self.rad
+        W = _vjps(out, x, Qv.reshape(-1, *x.shape))  # rows q_a^T J
+        self.QJQ = torch.einsum("abd,bdc->bac", W, self.Q)  # Q^T J Q [B, k, k]
+        self.tQ = self.QJQ.diagonal(dim1=1, dim2=2).sum(1)  # [B]
+        self.k = k
+        best = self.samples.var(0).mean()
+        for kind in ("hutchpp", "deflated"):
+            pilot = self._draw(kind, out, x, PILOT)
+            if pilot.var(0).mean() < best:
+                self.kind, self.samples, best = kind, pilot, pilot.var(0).mean()
 
-    def _projected(self, m: int) -> Tensor:
-        G = draw_probes("rademacher", m, self.x, self.gen).flatten(2)  # [m, B, D]
-        return G - torch.einsum("bdk,mbk->mbd", self.Q, torch.einsum("bdk,mbd->mbk", self.Q, G))
+    def _draw(self, kind: str, out: Tensor, x: Tensor, m: int) -> Tensor:
+        """m samples [m, B] of the node's trace by estimator ``kind`` (module docstring)."""
+        G = draw_probes("rademacher", m, x, self.gen).flatten(2)  # [m, B, D]
+        QtG = torch.einsum("bdk,mbd->mbk", self.Q, G) if kind != "rademacher" else None
+        if kind == "hutchpp":  # g' = (I - QQ^T) g
+            G = G - torch.einsum("bdk,mbk->mbd", self.Q, QtG)
+        quad = (G * _vjps(out, x, G.reshape(-1, *self.shape))).sum(2)  # g^T J g
+        if kind == "rademacher":
+            return quad
+        if kind == "hutchpp":
+            quad = quad - self.delta * G.pow(2).sum(2)
+            return self.tQ + quad + self.delta * (self.D - self.k)
+        eye = torch.eye(self.k, dtype=G.dtype, device=G.device)
+        M = self.QJQ - self.delta[:, None, None] * eye  # Q^T J Q - delta I
+        return quad - torch.einsum("mbk,bkl,mbl->mb", QtG, M, QtG) + self.tQ - self.k * self.delta
 
-    def _residual_samples(self, G: Tensor, W: Tensor) -> Tensor:
-        """tr(Q^T J Q) + g'^T J g' - delta |g'|^2 + delta (D - k), per projected probe g'."""
-        quad = (G * W).sum(2) - self.delta * G.pow(2).sum(2)
-        return self.tQ + quad + self.delta * (self.D - self.k)
+    def score(self, w: float) -> float:
+        return abs(w) * float(self.samples.var(0).mean().sqrt())
 
-    def sd(self) -> float:
-        return float(self.samples.var(0).mean().sqrt())
-
-    def add(self, m: int) -> None:
-        if m <= 0:
-            return
-        if self.use_hpp:
-            G = self._projected(m)
-            W = _vjps(self.out, self.x, G.reshape(-1, *self.x.shape))
-            new = self._residual_samples(G, W)
-        else:
-            v = draw_probes("rademacher", m, self.x, self.gen)
-            new = (v.flatten(2) * _vjps(self.out, self.x, v)).sum(2)
-        self.samples = torch.cat([self.samples, new])
+    def add(self, out: Tensor, x: Tensor, m: int) -> None:
+        self.samples = torch.cat([self.samples, self._draw(self.kind, out, x, m)])
 
 
 def _neyman(budget: int, scores: list[float]) -> list[int]:
@@ -103,20 +126,33 @@ def _neyman(budget: int, scores: list[float]) -> list[int]:
 
 
 def hutchpp_node_traces(
-    graphs: list[tuple[Tensor, Tensor]],
+    node_graph: NodeGraph,
     weights: Tensor,
     probes: int,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Divergence estimates [n+1, B] and their variances [n+1, B] at the nodes.
 
-    ``graphs``: (drift, x) per node, x requiring grad; ``weights``: the rule's w_j [n+1];
-    ``probes``: samples shared out among the nodes after the pilot (module docstring).
+    ``node_graph(j)``: (drift, x) at node j, x requiring grad (called once per node, and again
+    for the nodes that get more probes); ``weights``: the rule's w_j [n+1]; ``probes``: samples
+    shared out among the nodes after the pilots (module docstring).
     """
-    nodes = [_Node(out, x, generator) for out, x in graphs]
-    scores = [abs(float(w)) * node.sd() for w, node in zip(weights, nodes, strict=True)]
-    for node, m in zip(nodes, _neyman(probes, scores), strict=True):
-        node.add(m)
+    w = [float(v) for v in weights]
+    nodes = []
+    for j in range(len(w)):
+        out, x = node_graph(j)
+        nodes.append(_Node(out, x, generator))
+        del out, x
+    rad = [node.score(wj) for node, wj in zip(nodes, w, strict=True)]
+    top = max(rad)
+    for j, node in enumerate(nodes):
+        if top > 0 and rad[j] >= PILOT_SHARE * top:
+            node.pilot_sketched(*node_graph(j))
+        node.Y = None  # the sketch's products are no longer needed
+    scores = [node.score(wj) for node, wj in zip(nodes, w, strict=True)]
+    for j, m in enumerate(_neyman(probes, scores)):
+        if m > 0:
+            nodes[j].add(*node_graph(j), m)
     mean = torch.stack([node.samples.mean(0) for node in nodes])
     var = torch.stack([node.samples.var(0) / node.samples.shape[0] for node in nodes])
     return mean.detach(), var.detach()

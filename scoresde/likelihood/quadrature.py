@@ -132,9 +132,7 @@ def quadrature_log_likelihood(
     variance = None
     with torch.enable_grad():
         if trace == "hutchpp":
-            graphs = [node_graph(j) for j in range(nodes)]
-            div, variance = hutchpp_node_traces(graphs, w, probes, generator)
-            del graphs
+            div, variance = hutchpp_node_traces(node_graph, w, probes, generator)
         else:
             divs = []
             for j in range(nodes):
