@@ -124,3 +124,19 @@ def test_bits_per_dim_accepts_hutchpp():
         probes=20, generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     assert torch.isfinite(r.bpd).all() and r.stderr is not None
+
+
+@pytest.mark.parametrize("trace", ["quadrature", "hutchpp"])
+def test_nodes_default_is_the_traces_own(trace):
+    from scoresde.likelihood.quadrature import DEFAULT_NODES
+
+    sde, gm = VPSDE(), _mixture(4)
+    x = gm.sample(8, generator=torch.Generator().manual_seed(0))
+
+    def run(**kw):
+        gen = torch.Generator().manual_seed(5)
+        return log_likelihood(sde, gm.score_fn(sde), x, trace=trace, probes=8, generator=gen, **kw)
+
+    default, explicit = run(), run(nodes=DEFAULT_NODES[trace])
+    assert torch.equal(default.logp, explicit.logp)
+    assert not torch.equal(default.logp, run(nodes=DEFAULT_NODES[trace] + 2).logp)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from scoresde.likelihood.dynamics import ProbabilityFlowDynamics, solver_options
 from scoresde.likelihood.independent import solve_independent
-from scoresde.likelihood.quadrature import DEFAULT_NODES, quadrature_log_likelihood
+from scoresde.likelihood.quadrature import quadrature_log_likelihood
 from scoresde.likelihood.trace import (
     FIXED_PROBE_TRACES,
     QUADRATURE_TRACES,
@@ -151,7 +151,7 @@ def log_likelihood(
     options: dict[str, Any] | None = None,
     grad: bool = False,
     independent: bool = False,
-    nodes: int = DEFAULT_NODES,
+    nodes: int | None = None,
 ) -> LikelihoodResult:
     """log p_eps(x) in nats by integrating the probability-flow ODE from ``eps`` to ``T``.
 
@@ -185,8 +185,8 @@ def log_likelihood(
             False: evaluation runs without a graph, as under ``torch.no_grad()``.
         independent: give every point its own step-size control (torchode's batched dopri5), so
             its log-likelihood does not depend on the other points of the batch.
-        nodes: quadrature nodes n + 1 (odd, >= 3) of ``"quadrature"`` / ``"hutchpp"``; ``stderr``
-            holds the difference from the nested n/2 rule (and hutchpp's variance).
+        nodes: quadrature nodes n + 1 (odd, >= 3; None: the trace's DEFAULT_NODES) of the
+            ``"quadrature"`` / ``"hutchpp"`` rule; ``stderr``: |rule - nested n/2 rule| (+ var).
 
     Returns:
         LikelihoodResult with ``logp`` [B] = ``prior_logp`` + ``delta_logp``, ``z`` = x(T), ``nfe``.
