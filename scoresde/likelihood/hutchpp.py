@@ -41,7 +41,7 @@ from scoresde.likelihood.trace import draw_probes, vjp_chunk
 
 __all__ = ["HUTCHPP_SKETCH", "PILOT", "PILOT_SHARE", "hutchpp_node_traces"]
 
-HUTCHPP_SKETCH = 4  # k: sketch columns per Hutch++ node (the 64-D mixture: 4 beat 2, 3, 6)
+HUTCHPP_SKETCH = 4  # k: sketch columns per sketched node (64-D mixture: 4 beat 2 and 3)
 PILOT = 2  # pilot probes per node, Rademacher and projected (>= 2: a variance)
 PILOT_SHARE = 0.05  # Hutch++ pilot where |w_j| sd_j >= PILOT_SHARE * max (64-D mixture)
 
