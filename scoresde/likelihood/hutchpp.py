@@ -22,9 +22,9 @@ products ``v^T J`` are used (tr J^T = tr J); all probes are Rademacher. Per node
    deflated form leaves the diagonal to the unprojected probes (on the 64-D mixture it wins at
    mid t, Hutch++ near T).
 3. ``probes`` further samples are shared out among the nodes in proportion to |w_j| sd_j (Neyman
-   allocation: it minimizes sum_j w_j^2 sd_j^2 / n_j for a fixed total sum_j n_j). A node's graph
-   is dropped after each phase and rebuilt (one more drift evaluation) only if it is needed, so
-   at most one node's graph is held at a time.
+   allocation: it minimizes sum_j w_j^2 sd_j^2 / n_j for a fixed total sum_j n_j). A sketched
+   node's graph is held from its sketch to its last products (5-7 graphs on the 64-D mixture);
+   the others are dropped after the pilot and rebuilt (one drift evaluation) only if needed.
 
 Each node's mean and variance come from its samples (>= PILOT each); the rule's variance is
 sum_j w_j^2 var_j / n_j, independent across nodes.
@@ -144,15 +144,18 @@ def hutchpp_node_traces(
         nodes.append(_Node(out, x, generator))
         del out, x
     rad = [node.score(wj) for node, wj in zip(nodes, w, strict=True)]
-    top = max(rad)
+    top, graphs = max(rad), {}
     for j, node in enumerate(nodes):
         if top > 0 and rad[j] >= PILOT_SHARE * top:
-            node.pilot_sketched(*node_graph(j))
+            graphs[j] = node_graph(j)  # held until its last products (the sketched nodes only)
+            node.pilot_sketched(*graphs[j])
         node.Y = None  # the sketch's products are no longer needed
     scores = [node.score(wj) for node, wj in zip(nodes, w, strict=True)]
     for j, m in enumerate(_neyman(probes, scores)):
+        graph = graphs.pop(j, None)
         if m > 0:
-            nodes[j].add(*node_graph(j), m)
+            nodes[j].add(*(graph or node_graph(j)), m)
+        del graph
     mean = torch.stack([node.samples.mean(0) for node in nodes])
     var = torch.stack([node.samples.var(0) / node.samples.shape[0] for node in nodes])
     return mean.detach(), var.detach()
