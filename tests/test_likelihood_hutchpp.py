@@ -105,7 +105,7 @@ def test_hutchpp_bad_input_names_the_argument():
     x = gm.sample(4, generator=torch.Generator().manual_seed(0))
     assert "hutchpp" in TRACE_ESTIMATORS
     for probes in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="probes must be an integer >= 1"):
+        with pytest.raises(ValueError, match="probes must be None or an integer >= 1"):
             log_likelihood(sde, gm.score_fn(sde), x, trace="hutchpp", probes=probes)
     with pytest.raises(ValueError, match="nodes must be an odd integer >= 3"):
         log_likelihood(sde, gm.score_fn(sde), x, trace="hutchpp", nodes=16)

@@ -36,6 +36,7 @@ from scoresde.likelihood.trace import (
     QUADRATURE_TRACES,
     TRACE_ESTIMATORS,
     VARIANCE_SIGNS,
+    default_probes,
     draw_probes,
     resampled_stderr,
 )
@@ -103,8 +104,10 @@ def _check_args(
             raise ValueError(f"{name} must be a positive float, got {v!r}")
     if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < sde.T):
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"probes must be an integer >= 1, got {probes!r}")
+    if probes is not None and (
+        isinstance(probes, bool) or not isinstance(probes, int) or probes < 1
+    ):
+        raise ValueError(f"probes must be None or an integer >= 1, got {probes!r}")
     for name, v in (("adjoint", adjoint), ("grad", grad), ("independent", independent)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
@@ -145,7 +148,7 @@ def log_likelihood(
     atol: float = 1e-5,
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
-    probes: int = 1,
+    probes: int | None = None,
     adjoint: bool = False,
     adjoint_params: Iterable[Tensor] | None = None,
     options: dict[str, Any] | None = None,
@@ -175,7 +178,8 @@ def log_likelihood(
         eps: start time of the integration, in (0, T).
         generator: source of the Hutchinson probes.
         probes: K Hutchinson probes, averaged (K vector-Jacobian products per step; K >= 2:
-            ``stderr``); for ``"hutchpp"`` the probes shared out among the nodes after the pilot.
+            ``stderr``); ``"hutchpp"``: shared out among the nodes after the pilot; None: 1,
+            or the trace's DEFAULT_PROBES.
         adjoint: use ``torchdiffeq.odeint_adjoint`` (O(1) memory gradients, e.g. likelihood
             training). Gradients go to ``adjoint_params`` (default: the parameters of ``score_fn``
             when it is an nn.Module) and to ``x``.
@@ -192,6 +196,7 @@ def log_likelihood(
         LikelihoodResult with ``logp`` [B] = ``prior_logp`` + ``delta_logp``, ``z`` = x(T), ``nfe``.
     """
     _check_args(sde, x, trace, method, rtol, atol, eps, probes, adjoint, grad, independent)
+    probes = default_probes(trace) if probes is None else probes
     args = (sde, score_fn, x, trace, method, rtol, atol, eps, generator, probes)
     tail = (adjoint, adjoint_params, options, independent, nodes)
     if torch.is_inference_mode_enabled():  # the divergence needs autograd: leave inference mode
@@ -284,25 +289,19 @@ def _solve_shared(
     t_dtype = torch.float32 if y0.device.type == "mps" else torch.float64
     ts = torch.tensor([eps, T], dtype=t_dtype, device=y0.device)
     opts = solver_options(method, ts, options, x_dim)
+    kw = {"rtol": rtol, "atol": atol, "method": method, "options": opts}
     if not adjoint:
-        return torchdiffeq.odeint(func, y0, ts, rtol=rtol, atol=atol, method=method, options=opts)[
-            -1
-        ]
-    params = (
-        tuple(adjoint_params) if adjoint_params is not None else _default_adjoint_params(score_fn)
-    )
+        return torchdiffeq.odeint(func, y0, ts, **kw)[-1]
+    params = adjoint_params if adjoint_params is not None else _default_adjoint_params(score_fn)
     sol = torchdiffeq.odeint_adjoint(
         func,
         y0,
         ts,
-        rtol=rtol,
-        atol=atol,
-        method=method,
-        options=opts,
+        **kw,
         adjoint_rtol=rtol,
         adjoint_atol=atol,
         adjoint_method=method,
         adjoint_options=dict(opts),
-        adjoint_params=params,
+        adjoint_params=tuple(params),
     )
     return sol[-1]
