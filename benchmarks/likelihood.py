@@ -346,6 +346,9 @@ ESTIMATORS = {  # label -> log_likelihood options
     "exact": {"trace": "exact"},
     "quadrature, 13 nodes": {"trace": "quadrature", "nodes": 13},
     "quadrature, 17 nodes": {"trace": "quadrature", "nodes": 17},
+    "hutchpp (default: 13 nodes, 60 probes)": {"trace": "hutchpp"},
+    "hutchpp, 13 nodes, 40 probes": {"trace": "hutchpp", "nodes": 13, "probes": 40},
+    "hutchpp, 17 nodes, 60 probes": {"trace": "hutchpp", "nodes": 17, "probes": 60},
 }
 
 

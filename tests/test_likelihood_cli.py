@@ -166,7 +166,10 @@ def test_bad_checkpoints_and_options_give_clear_errors(runs, tmp_path):
     save_checkpoint(tmp_path / "misfit.pt", state)
     with pytest.raises(LikelihoodCLIError, match="do not fit"):
         evaluate(_cfg([f"ckpt={tmp_path / 'misfit.pt'}", *FAST]), tmp_path / "c")
-    for bad, key in (("trace=hutch", "trace"), ("eps=2.0", "eps"), ("batch_size=0", "batch_size")):
+    for bad, key in (
+        ("trace=hutch", "trace"), ("eps=2.0", "eps"), ("batch_size=0", "batch_size"),
+        ("nodes=16", "nodes"), ("nodes=1", "nodes"), ("nodes=true", "nodes"),
+    ):  # fmt: skip
         with pytest.raises(LikelihoodCLIError, match=key):
             evaluate(_cfg([f"ckpt={runs['moons']}", *FAST, bad]), tmp_path / "d")
 
@@ -314,3 +317,14 @@ def test_torchrun_two_processes_shard_batches_and_equal_one_process(runs, tmp_pa
     two = json.loads((out / "likelihood.json").read_text())
     assert two["complete"] and [b["index"] for b in two["batches"]] == [0, 1, 2, 3]
     assert [b["values"] for b in two["batches"]] == [b["values"] for b in one["batches"]]
+
+
+def test_cli_accepts_the_hutchpp_trace(runs, tmp_path):
+    args = [f"ckpt={runs['moons']}", "max_samples=4", "batch_size=4", "trace=hutchpp", *FAST]
+    cfg = _cfg(args)
+    rec = evaluate(cfg, tmp_path / "h")
+    assert rec["complete"] and len(rec["batches"][0]["values"]) == 4
+    assert rec["settings"]["nodes"] is None  # the trace's default
+    nine = evaluate(_cfg([*args, "nodes=9"]), tmp_path / "h9")
+    assert nine["settings"]["nodes"] == 9
+    assert nine["batches"][0]["values"] != rec["batches"][0]["values"]

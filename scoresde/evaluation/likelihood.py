@@ -79,8 +79,12 @@ def _check_options(cfg: DictConfig) -> None:
         raise LikelihoodCLIError("bound does not support use_labels=true (unconditional only)")
     for key in ("batch_size", "repeats", "probes", "bound_samples"):
         v = cfg[key]
+        if key == "probes" and v is None:  # the trace's default
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise LikelihoodCLIError(f"{key} must be an integer >= 1, got {v!r}")
+    if cfg.nodes is not None and not (type(cfg.nodes) is int and cfg.nodes >= 3 and cfg.nodes % 2):
+        raise LikelihoodCLIError(f"nodes must be null or an odd integer >= 3, got {cfg.nodes!r}")
     for key in ("max_samples", "max_batches"):
         v = cfg[key]
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -209,7 +213,8 @@ def evaluate(
                 "rtol": float(cfg.rtol),
                 "atol": float(cfg.atol),
                 "eps": float(cfg.eps),
-                "probes": int(cfg.probes),
+                "probes": cfg.probes,
+                "nodes": cfg.nodes,
             }
             with torch.no_grad():
                 if levels:

@@ -64,6 +64,7 @@ def settings(cfg: DictConfig, checkpoint: Path, step: int) -> dict[str, Any]:
         "repeats",
         "trace",
         "probes",
+        "nodes",
         "method",
         "rtol",
         "atol",

@@ -30,11 +30,13 @@ from torch import Tensor, nn
 
 from scoresde.likelihood.dynamics import ProbabilityFlowDynamics, solver_options
 from scoresde.likelihood.independent import solve_independent
-from scoresde.likelihood.quadrature import DEFAULT_NODES, quadrature_log_likelihood
+from scoresde.likelihood.quadrature import quadrature_log_likelihood
 from scoresde.likelihood.trace import (
     FIXED_PROBE_TRACES,
+    QUADRATURE_TRACES,
     TRACE_ESTIMATORS,
     VARIANCE_SIGNS,
+    default_probes,
     draw_probes,
     resampled_stderr,
 )
@@ -102,13 +104,15 @@ def _check_args(
             raise ValueError(f"{name} must be a positive float, got {v!r}")
     if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < sde.T):
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"probes must be an integer >= 1, got {probes!r}")
+    if probes is not None and (
+        isinstance(probes, bool) or not isinstance(probes, int) or probes < 1
+    ):
+        raise ValueError(f"probes must be None or an integer >= 1, got {probes!r}")
     for name, v in (("adjoint", adjoint), ("grad", grad), ("independent", independent)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
-    if trace == "quadrature" and (adjoint or independent):
-        raise ValueError("trace='quadrature' supports neither adjoint=True nor independent=True")
+    if trace in QUADRATURE_TRACES and (adjoint or independent or (grad and trace == "hutchpp")):
+        raise ValueError(f"trace={trace!r} supports none of adjoint, independent, grad (hutchpp)")
     if trace == "resampled" and adjoint:
         raise ValueError(
             "trace='resampled' draws new probes at every evaluation, which the adjoint's backward "
@@ -144,13 +148,13 @@ def log_likelihood(
     atol: float = 1e-5,
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
-    probes: int = 1,
+    probes: int | None = None,
     adjoint: bool = False,
     adjoint_params: Iterable[Tensor] | None = None,
     options: dict[str, Any] | None = None,
     grad: bool = False,
     independent: bool = False,
-    nodes: int = DEFAULT_NODES,
+    nodes: int | None = None,
 ) -> LikelihoodResult:
     """log p_eps(x) in nats by integrating the probability-flow ODE from ``eps`` to ``T``.
 
@@ -164,8 +168,8 @@ def log_likelihood(
             Rademacher probes per evaluation; lower per-point error at the same cost, and a
             standard error from 32 sign columns even for small K; needs K >= 2 for ``stderr``),
             ``"quadrature"`` (solve for x(t) alone, then a Clenshaw-Curtis rule in log std(t) on
-            ``nodes`` exact-trace nodes; per-point accurate at nodes x D products in total;
-            :mod:`scoresde.likelihood.quadrature`).
+            ``nodes`` exact-trace nodes; :mod:`scoresde.likelihood.quadrature`), ``"hutchpp"``
+            (the same rule, randomized traces: :mod:`scoresde.likelihood.hutchpp`).
         method: a torchdiffeq solver: adaptive ``dopri5``, ``dopri8``, ``bosh3``, ``fehlberg2``,
             ``adaptive_heun``; or fixed-step ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4``,
             ``explicit_adams``, ``implicit_adams`` (100 uniform steps unless ``options`` sets
@@ -173,8 +177,9 @@ def log_likelihood(
         rtol, atol: solver tolerances (always passed; torchdiffeq's own defaults are 1e-7 / 1e-9).
         eps: start time of the integration, in (0, T).
         generator: source of the Hutchinson probes.
-        probes: K Hutchinson probes, averaged (one score evaluation and K batched vector-Jacobian
-            products per step); with K >= 2 ``stderr`` is their standard error.
+        probes: K Hutchinson probes, averaged (K vector-Jacobian products per step; K >= 2:
+            ``stderr``); ``"hutchpp"``: shared out among the nodes after the pilot; None: 1,
+            or the trace's DEFAULT_PROBES.
         adjoint: use ``torchdiffeq.odeint_adjoint`` (O(1) memory gradients, e.g. likelihood
             training). Gradients go to ``adjoint_params`` (default: the parameters of ``score_fn``
             when it is an nn.Module) and to ``x``.
@@ -184,23 +189,22 @@ def log_likelihood(
             False: evaluation runs without a graph, as under ``torch.no_grad()``.
         independent: give every point its own step-size control (torchode's batched dopri5), so
             its log-likelihood does not depend on the other points of the batch.
-        nodes: quadrature nodes n + 1 (odd, >= 3) of ``trace="quadrature"``; its ``stderr`` is
-            the difference from the nested n/2 rule.
+        nodes: quadrature nodes n + 1 (odd, >= 3; None: the trace's DEFAULT_NODES) of the
+            ``"quadrature"`` / ``"hutchpp"`` rule; ``stderr``: |rule - nested n/2 rule| (+ var).
 
     Returns:
         LikelihoodResult with ``logp`` [B] = ``prior_logp`` + ``delta_logp``, ``z`` = x(T), ``nfe``.
     """
     _check_args(sde, x, trace, method, rtol, atol, eps, probes, adjoint, grad, independent)
-    if trace == "quadrature":
-        probes = nodes  # the count travels in probes' slot; validated in quadrature.py
+    probes = default_probes(trace) if probes is None else probes
     args = (sde, score_fn, x, trace, method, rtol, atol, eps, generator, probes)
-    tail = (adjoint, adjoint_params, options, independent)
+    tail = (adjoint, adjoint_params, options, independent, nodes)
     if torch.is_inference_mode_enabled():  # the divergence needs autograd: leave inference mode
         with torch.inference_mode(False), torch.no_grad():
-            return _solve(*args[:2], x.clone(), *args[3:], False, None, options, independent)
+            return _solve(*args[:2], x.clone(), *args[3:], False, None, options, independent, nodes)
     if not (grad or adjoint):
         with torch.no_grad():
-            return _solve(*args, False, None, options, independent)
+            return _solve(*args, False, None, options, independent, nodes)
     return _solve(*args, *tail)
 
 
@@ -219,10 +223,11 @@ def _solve(
     adjoint_params,
     options,
     independent,
+    nodes,
 ) -> LikelihoodResult:
-    if trace == "quadrature":
+    if trace in QUADRATURE_TRACES:
         delta_logp, z, _, nfe, stderr = quadrature_log_likelihood(
-            sde, score_fn, x, probes, method, rtol, atol, eps, options
+            sde, score_fn, x, nodes, method, rtol, atol, eps, options, trace, probes, generator
         )
         prior_logp = sde.prior_logp(z)
         return LikelihoodResult(prior_logp + delta_logp, prior_logp, delta_logp, z, nfe, stderr)
@@ -284,25 +289,19 @@ def _solve_shared(
     t_dtype = torch.float32 if y0.device.type == "mps" else torch.float64
     ts = torch.tensor([eps, T], dtype=t_dtype, device=y0.device)
     opts = solver_options(method, ts, options, x_dim)
+    kw = {"rtol": rtol, "atol": atol, "method": method, "options": opts}
     if not adjoint:
-        return torchdiffeq.odeint(func, y0, ts, rtol=rtol, atol=atol, method=method, options=opts)[
-            -1
-        ]
-    params = (
-        tuple(adjoint_params) if adjoint_params is not None else _default_adjoint_params(score_fn)
-    )
+        return torchdiffeq.odeint(func, y0, ts, **kw)[-1]
+    params = adjoint_params if adjoint_params is not None else _default_adjoint_params(score_fn)
     sol = torchdiffeq.odeint_adjoint(
         func,
         y0,
         ts,
-        rtol=rtol,
-        atol=atol,
-        method=method,
-        options=opts,
+        **kw,
         adjoint_rtol=rtol,
         adjoint_atol=atol,
         adjoint_method=method,
         adjoint_options=dict(opts),
-        adjoint_params=params,
+        adjoint_params=tuple(params),
     )
     return sol[-1]

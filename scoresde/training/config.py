@@ -66,7 +66,7 @@ class LikelihoodOptions:
     atol: float = 1e-4
     trace: str = "rademacher"
     eps: float = 1e-5
-    probes: int = 1
+    probes: int | None = None  # None: the trace's default (scoresde.likelihood.trace)
 
 
 @dataclass
