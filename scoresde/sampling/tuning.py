@@ -38,7 +38,7 @@ from torch import Tensor
 from scoresde.checks import check_size
 from scoresde.sampling.api import sample
 from scoresde.sampling.checks import check_positive
-from scoresde.sampling.registry import get_sampler
+from scoresde.sampling.registry import GridOptions, get_sampler
 from scoresde.sde import SDE, ScoreFn
 
 __all__ = ["TimestepFit", "fit_timesteps"]
@@ -93,8 +93,8 @@ def fit_timesteps(
     The upper end of ``lambda_end_range`` is capped at lambda(1e-5).
     """
     spec = get_sampler(method)
-    if "timesteps" not in {f for f in spec.options.__dataclass_fields__}:
-        raise ValueError(f"method {method!r} has no time grid to fit (use a grid method)")
+    if not issubclass(spec.options, GridOptions):
+        raise ValueError(f"method {method!r} has no time grid to fit (use a grid method)")  # noqa: TRY004
     nfe = check_size("nfe", nfe, 2)
     check_positive("bias_weight", bias_weight, allow_zero=True)
     check_size("max_evals", max_evals, 1)
@@ -159,8 +159,9 @@ def fit_timesteps(
         runs.append((theta0, [1.0, bias_weight]))
     for x, stages in runs:
         for w in stages:
-            fx, budget = loss(x, w), max_evals // len(stages)
-            used += 1
+            reuse = x is theta0 and w == bias_weight  # the start already evaluated
+            fx, budget = (initial if reuse else loss(x, w)), max_evals // len(stages)
+            used += 0 if reuse else 1
             while budget > 0:
                 opts = {"maxfev": budget, "xtol": 1e-4, "ftol": 1e-6}
                 res = minimize(loss, x, args=(w,), method="Powell", options=opts)
