@@ -346,9 +346,9 @@ ESTIMATORS = {  # label -> log_likelihood options
     "exact": {"trace": "exact"},
     "quadrature, 13 nodes": {"trace": "quadrature", "nodes": 13},
     "quadrature, 17 nodes": {"trace": "quadrature", "nodes": 17},
-    "hutchpp (default: 13 nodes, 60 probes)": {"trace": "hutchpp"},
-    "hutchpp, 13 nodes, 40 probes": {"trace": "hutchpp", "nodes": 13, "probes": 40},
-    "hutchpp, 17 nodes, 60 probes": {"trace": "hutchpp", "nodes": 17, "probes": 60},
+    "hutchpp (default: 13 nodes, 30 probes)": {"trace": "hutchpp"},
+    "hutchpp, 13 nodes, 24 probes": {"trace": "hutchpp", "nodes": 13, "probes": 24},
+    "hutchpp, 17 nodes, 30 probes": {"trace": "hutchpp", "nodes": 17, "probes": 30},
 }
 
 
@@ -395,7 +395,7 @@ def row_worker(spec: dict) -> dict:
     torch.set_num_threads(1)
     score_fn, x, exact, sde = _case(spec["case"], spec["batch"])
     D = x[0].numel()
-    if exact is None:  # the U-Net: exact trace at a tight tolerance as the reference value
+    if exact is None:  # the networks: exact trace at a tight tolerance as the reference value
         cache = WORK / f"{spec['case']}_reference_{spec['batch']}.pt"
         if cache.exists():
             exact = torch.load(cache, weights_only=True)

@@ -46,7 +46,7 @@ SPLIT_STD = 0.2  # std(t) where the low-noise piece ends (64-D mixture, exact tr
 
 DEFAULT_NODES: dict[str, int] = {  # n + 1 per trace (n even: the n/2 rule nests inside it)
     "quadrature": 17,  # 64-D mixture, exact traces: 8.9e-5 nats/dim (13 nodes: 1.9e-4)
-    "hutchpp": 13,  # 64-D mixture: below the 40-60 probes' noise (README trade-off table)
+    "hutchpp": 13,  # 64-D mixture: below the default 30 probes' noise (README trade-off table)
 }
 
 

@@ -14,9 +14,9 @@ with Rademacher (+-1) or standard Gaussian probes.
   error control (FFJORD's choice). One probe's error is then the same draw at every time.
 - ``"quadrature"``: the divergence integral taken apart from the solve, by a Clenshaw-Curtis rule
   in log std(t) with exact traces at the nodes (:mod:`scoresde.likelihood.quadrature`).
-- ``"hutchpp"``: the same rule with randomized traces at the nodes: Rademacher, shifted Hutch++
-  or deflated Hutchinson per node, probes shared out by Neyman allocation
-  (:mod:`scoresde.likelihood.hutchpp`).
+- ``"hutchpp"``: the same rule with randomized traces at the nodes: Rademacher or a Hutch++-style
+  sketched control variate (the sketch taken of J minus its estimated diagonal) per node, probes
+  shared out by Neyman allocation (:mod:`scoresde.likelihood.hutchpp`).
 - ``"resampled"``: K fresh Rademacher probes at *every* function evaluation. The divergence never
   feeds back into ``x``, so it is excluded from the error norm and the solver integrates it as a
   pure quadrature ``sum_i c_i q_i`` (c_i = step size x Runge-Kutta weight of evaluation i) with
@@ -54,12 +54,12 @@ VARIANCE_SIGNS = 32  # M sign columns of the "resampled" standard error (M-dof v
 
 # Exact traces build [chunk, B, *dims] basis tensors; keep each under this many elements. On CPU
 # small chunks stay in cache: 4 x [512, 64] basis vectors per backward ran 5x faster than 64.
-_EXACT_CHUNK_ELEMENTS = {"cpu": 1 << 17}
+_EXACT_CHUNK_ELEMENTS = {"cpu": 1 << 15}
 _EXACT_CHUNK_ELEMENTS_ACCELERATOR = 1 << 24
 
 
 DEFAULT_PROBES: dict[str, int] = {  # probes=None per trace (the others: 1)
-    "hutchpp": 60,  # 13 nodes, 64-D mixture: 8.3e-4 - 9.1e-4 nats/dim over 3 probe seeds
+    "hutchpp": 30,  # 13 nodes, 64-D mixture: 7.8e-4 - 9.2e-4 nats/dim over 3 probe seeds
 }
 
 
