@@ -1,5 +1,6 @@
 """trace="hutchpp": randomized traces (Rademacher or a sketched control variate per node,
-Neyman-allocated probes) at the Clenshaw-Curtis nodes, against exact traces and the Gaussian-mixture oracle."""
+Neyman-allocated probes) at the Clenshaw-Curtis nodes, against exact traces and the
+Gaussian-mixture oracle."""
 
 import math
 
@@ -158,3 +159,26 @@ def test_nodes_default_is_the_traces_own(trace):
     default, explicit = run(), run(nodes=DEFAULT_NODES[trace])
     assert torch.equal(default.logp, explicit.logp)
     assert not torch.equal(default.logp, run(nodes=DEFAULT_NODES[trace] + 2).logp)
+
+
+@pytest.mark.parametrize("trace", ["quadrature", "hutchpp"])
+def test_a_rule_too_coarse_for_the_score_warns(trace):
+    """A divergence that oscillates in t (as trained networks' do) is beyond 9 nodes: the nested
+    rule's estimate says so and a RuntimeWarning names nodes; a smooth one raises nothing."""
+    import warnings
+
+    sde = VPSDE()
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def wiggly(xx, t):
+        return -xx * (1 + 0.8 * torch.sin(300 * t))[:, None]
+
+    def smooth(xx, t):
+        return -xx
+
+    kw = {"trace": trace, "nodes": 9, "eps": EPS, "generator": torch.Generator().manual_seed(0)}
+    with pytest.warns(RuntimeWarning, match="nodes=9"):
+        log_likelihood(sde, wiggly, x, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        log_likelihood(sde, smooth, x, **kw)

@@ -25,11 +25,16 @@ into two independent problems:
 
 The rule on the even-indexed nodes is the n/2 rule (per piece); ``stderr`` = |I_n - I_{n/2}|
 per point, the usual embedded (pessimistic) error estimate of I_n. ODE-solver error is not included.
+
+The rule needs a divergence that is smooth in t. Trained networks' is not (time embeddings,
+sharp behaviour near eps): on the default digits model (8x8, MLP) 13 nodes are off by 3.9
+nats/dim and 65 by 3e-2. A RuntimeWarning says so when the mean error estimate exceeds RULE_WARN.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torchdiffeq
@@ -42,6 +47,7 @@ from scoresde.sde import SDE
 
 __all__ = ["DEFAULT_NODES", "SPLIT_STD", "clenshaw_curtis", "quadrature_log_likelihood"]
 
+RULE_WARN = 1e-2  # nats/dim: warn when the nested rule's mean error estimate exceeds this
 SPLIT_STD = 0.2  # std(t) where the low-noise piece ends (64-D mixture, exact traces: 0.17-0.23)
 
 DEFAULT_NODES: dict[str, int] = {  # n + 1 per trace (n even: the n/2 rule nests inside it)
@@ -176,6 +182,16 @@ def quadrature_log_likelihood(
     delta = (wx * div).sum(0)
     coarse = (w_half.to(div)[:, None] * div[::2]).sum(0)
     stderr = (delta - coarse).detach().abs()
+    rule_error = float(stderr.mean()) / x[0].numel()
+    if rule_error > RULE_WARN:
+        warnings.warn(
+            f"trace={trace!r}: the quadrature rule's own error estimate is {rule_error:.2g} "
+            f"nats/dim on average at nodes={nodes} (the divergence varies too fast in t for "
+            "the rule, as it does for trained networks); raise nodes, or use "
+            "trace='resampled' or 'exact'",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of log_likelihood
+        )
     if variance is not None:
         stderr = (stderr.pow(2) + (wx.pow(2) * variance).sum(0)).sqrt()
     return delta, xs[-1], div, counter.calls, stderr
