@@ -120,7 +120,7 @@ def fewstep(n: int, floor_sets: int, nfes=FEWSTEP_NFE, with_check: bool = True) 
     return rows
 
 
-FIT_SEED, FIT_N = 2000, 2000  # the fitted grids see only these prior draws (not SEEDS)
+FIT_SEED, FIT_N = 2000, 4000  # the fitted grids see only these prior draws (not SEEDS)
 
 
 def _fitted_column(args) -> list:
