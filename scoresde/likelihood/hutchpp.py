@@ -48,7 +48,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from scoresde.likelihood.trace import draw_probes, vjp_chunk
+from scoresde.likelihood.trace import draw_probes, vector_jacobian_products, vjp_chunk
 
 __all__ = ["PILOT", "PILOT_SHARE", "SKETCH", "hutchpp_node_traces"]
 
@@ -61,16 +61,12 @@ NodeGraph = Callable[[int], tuple[Tensor, Tensor]]
 
 def _vjps(out: Tensor, x: Tensor, v: Tensor) -> Tensor:
     """A v_a = (v_a^T d out / dx)^T for the rows of v [m, B, *dims], keeping the graph;
-    [m, B, D] (cache-sized chunks of rows per vmapped backward)."""
+    [m, B, D] (cache-sized chunks of rows per backward: :func:`vjp_chunk`)."""
     chunk = vjp_chunk(x)
-    parts = []
-    for i in range(0, v.shape[0], chunk):
-        rows = v[i : i + chunk]
-        if rows.shape[0] == 1:
-            parts.append(torch.autograd.grad(out, x, rows[0], retain_graph=True)[0][None])
-        else:
-            kw = {"retain_graph": True, "is_grads_batched": True}
-            parts.append(torch.autograd.grad(out, x, rows, **kw)[0])
+    parts = [
+        vector_jacobian_products(out, x, v[i : i + chunk], retain_graph=True)
+        for i in range(0, v.shape[0], chunk)
+    ]
     return torch.cat(parts).flatten(2)
 
 
