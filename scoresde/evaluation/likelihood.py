@@ -93,8 +93,10 @@ def _check_options(cfg: DictConfig) -> None:
         raise LikelihoodCLIError(
             f"trace must be one of {list(TRACE_ESTIMATORS)}, got {cfg.trace!r}"
         )
-    if cfg.method not in ODE_METHODS:
-        raise LikelihoodCLIError(f"method must be one of {list(ODE_METHODS)}, got {cfg.method!r}")
+    if cfg.method is not None and cfg.method not in ODE_METHODS:
+        raise LikelihoodCLIError(
+            f"method must be null or one of {list(ODE_METHODS)}, got {cfg.method!r}"
+        )
     for key in ("rtol", "atol", "eps"):
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:

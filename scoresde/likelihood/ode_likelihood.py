@@ -41,7 +41,7 @@ from scoresde.likelihood.trace import (
     resampled_stderr,
 )
 from scoresde.sde import SDE
-from scoresde.solvers import ODE_SOLVERS
+from scoresde.solvers import GRAPH_FREE_SOLVERS, ODE_SOLVERS, odeint
 
 __all__ = ["ODE_METHODS", "LikelihoodResult", "ProbabilityFlowDynamics", "log_likelihood"]
 
@@ -96,7 +96,17 @@ def _check_args(
     if trace not in TRACE_ESTIMATORS:
         raise ValueError(f"trace must be one of {TRACE_ESTIMATORS}, got {trace!r}")
     if method not in ODE_METHODS:
-        raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
+        raise ValueError(f"method must be None or one of {ODE_METHODS}, got {method!r}")
+    if method in GRAPH_FREE_SOLVERS and (grad or adjoint or independent):
+        raise ValueError(
+            f"method={method!r} (SciPy) builds no graph and has one step size for the batch: "
+            "it supports none of grad, adjoint, independent (use method='dopri5')"
+        )
+    if method in GRAPH_FREE_SOLVERS and trace == "resampled":
+        raise ValueError(
+            f"method={method!r} controls the error on every state column; trace='resampled' "
+            "needs it on the x columns alone (use method='dopri5')"
+        )
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (
             isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
@@ -124,6 +134,14 @@ def _check_args(
         raise ValueError(f"independent=True supports method='dopri5' only, got {method!r}")
 
 
+def default_method(trace: str, x: Tensor, special: bool) -> str:
+    """The solver of ``method=None``: ``rk45`` (SciPy's Dormand-Prince 5(4),
+    :mod:`scoresde.solvers`) for the x-only solve of the quadrature traces on the CPU, unless
+    ``special`` (a graph or per-point steps are asked for); else ``dopri5``."""
+    cpu = isinstance(x, Tensor) and x.device.type == "cpu"
+    return "rk45" if trace in QUADRATURE_TRACES and cpu and not special else "dopri5"
+
+
 def _default_adjoint_params(score_fn: Callable) -> tuple:
     if isinstance(score_fn, nn.Module):
         return tuple(score_fn.parameters())
@@ -143,7 +161,7 @@ def log_likelihood(
     score_fn: Callable[[Tensor, Tensor], Tensor],
     x: Tensor,
     trace: str = "rademacher",
-    method: str = "dopri5",
+    method: str | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
     eps: float = 1e-5,
@@ -170,10 +188,12 @@ def log_likelihood(
             ``"quadrature"`` (solve for x(t) alone, then a Clenshaw-Curtis rule in log std(t) on
             ``nodes`` exact-trace nodes; :mod:`scoresde.likelihood.quadrature`), ``"hutchpp"``
             (the same rule, randomized traces: :mod:`scoresde.likelihood.hutchpp`).
-        method: a torchdiffeq solver: adaptive ``dopri5``, ``dopri8``, ``bosh3``, ``fehlberg2``,
-            ``adaptive_heun``; or fixed-step ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4``,
+        method: an ODE solver (:mod:`scoresde.solvers`): adaptive ``dopri5``, ``dopri8``,
+            ``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``rk45`` (SciPy's Dormand-Prince; no
+            graph); or fixed-step ``euler``, ``midpoint``, ``heun2``, ``heun3``, ``rk4``,
             ``explicit_adams``, ``implicit_adams`` (100 uniform steps unless ``options`` sets
-            ``step_size``).
+            ``step_size``). None: :func:`default_method` (``rk45`` for the x-only solve of
+            ``"quadrature"`` / ``"hutchpp"`` on the CPU without a graph, else ``dopri5``).
         rtol, atol: solver tolerances (always passed; torchdiffeq's own defaults are 1e-7 / 1e-9).
         eps: start time of the integration, in (0, T).
         generator: source of the Hutchinson probes.
@@ -195,6 +215,8 @@ def log_likelihood(
     Returns:
         LikelihoodResult with ``logp`` [B] = ``prior_logp`` + ``delta_logp``, ``z`` = x(T), ``nfe``.
     """
+    if method is None:
+        method = default_method(trace, x, grad or adjoint or independent)
     _check_args(sde, x, trace, method, rtol, atol, eps, probes, adjoint, grad, independent)
     probes = default_probes(trace) if probes is None else probes
     args = (sde, score_fn, x, trace, method, rtol, atol, eps, generator, probes)
@@ -291,7 +313,7 @@ def _solve_shared(
     opts = solver_options(method, ts, options, x_dim)
     kw = {"rtol": rtol, "atol": atol, "method": method, "options": opts}
     if not adjoint:
-        return torchdiffeq.odeint(func, y0, ts, **kw)[-1]
+        return odeint(func, y0, ts, **kw)[-1]
     params = adjoint_params if adjoint_params is not None else _default_adjoint_params(score_fn)
     sol = torchdiffeq.odeint_adjoint(
         func,

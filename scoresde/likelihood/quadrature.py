@@ -5,7 +5,8 @@ into two independent problems:
 
 1. the probability-flow ODE ``dx/dt = f~(x, t)`` alone (score evaluations only, no
    vector-Jacobian products), solved adaptively from eps to T with the dense output asked at the
-   quadrature nodes (torchdiffeq interpolates: requested times cost no extra steps);
+   quadrature nodes (the solver interpolates: requested times cost no extra steps; by default
+   on the CPU SciPy's RK45, :mod:`scoresde.solvers`);
 2. the time integral by Clenshaw-Curtis rules, in a variable u(t) per piece,
 
        int_a^b div f~ dt = int_{u(a)}^{u(b)} div f~(x(t(u)), t(u)) (dt/du) du
@@ -37,13 +38,13 @@ import math
 import warnings
 
 import torch
-import torchdiffeq
 from torch import Tensor
 
 from scoresde.likelihood.dynamics import _CountingScore, solver_options
 from scoresde.likelihood.hutchpp import hutchpp_node_traces
 from scoresde.likelihood.trace import exact_divergence
 from scoresde.sde import SDE
+from scoresde.solvers import odeint
 
 __all__ = ["DEFAULT_NODES", "SPLIT_STD", "clenshaw_curtis", "quadrature_log_likelihood"]
 
@@ -82,49 +83,61 @@ def _log_std(sde: SDE, t: Tensor) -> Tensor:
 
 
 def _t_of_log_std(sde: SDE, u: Tensor, eps: float, T: float) -> Tensor:
-    """Invert the increasing map t -> log std(t) on [eps, T] by bisection (float64)."""
-    lo, hi = torch.full_like(u, eps), torch.full_like(u, T)
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        below = _log_std(sde, mid) < u
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    """Invert the increasing map t -> log std(t) on [eps, T] (float64): linear interpolation in
+    a table over log t (513 points), then Newton steps in s = log t (the table leaves < 1e-4,
+    each step squares it)."""
+    s_grid = torch.linspace(math.log(eps), math.log(T), 513, dtype=torch.float64)
+    u_grid = _log_std(sde, s_grid.exp())
+    u = u.clamp(u_grid[0], u_grid[-1])
+    i = torch.searchsorted(u_grid, u).clamp(1, len(u_grid) - 1)
+    frac = (u - u_grid[i - 1]) / (u_grid[i] - u_grid[i - 1])
+    s = s_grid[i - 1] + frac * (s_grid[i] - s_grid[i - 1])
+    for _ in range(3):
+        sg = s.clone().requires_grad_(True)
+        with torch.enable_grad():
+            g = _log_std(sde, sg.exp()) - u
+            (dg,) = torch.autograd.grad(g.sum(), sg)
+        s = (s - g.detach() / dg).clamp(s_grid[0], s_grid[-1])
+    return s.exp()
 
 
-def _piece(sde: SDE, n: int, ta: float, tb: float, log: bool, eps: float, T: float):
-    """Clenshaw-Curtis on [ta, tb] in u = log std(t) (``log``) or in t itself: times t_j
-    (increasing) and weights w_j (dt/du)(t_j), float64."""
+def _log_piece(sde: SDE, n: int, ua: float, ub: float) -> tuple[Tensor, Tensor]:
+    """Clenshaw-Curtis nodes u_j (increasing) on [ua, ub] in u = log std, and weights."""
     c, w = clenshaw_curtis(n)
-    if not log:
-        t = 0.5 * (ta + tb) - 0.5 * (tb - ta) * c
-        t[0], t[-1] = ta, tb
-        return t, 0.5 * (tb - ta) * w
-    ua, ub = (_log_std(sde, torch.tensor(v, dtype=torch.float64)) for v in (ta, tb))
-    t = _t_of_log_std(sde, 0.5 * (ua + ub) - 0.5 * (ub - ua) * c, eps, T)  # c_0 = 1 -> ta
+    return 0.5 * (ua + ub) - 0.5 * (ub - ua) * c, 0.5 * (ub - ua) * w  # c_0 = 1 -> ua
+
+
+def _t_piece(n: int, ta: float, tb: float) -> tuple[Tensor, Tensor]:
+    """Clenshaw-Curtis times t_j (increasing) and weights on [ta, tb] in t itself."""
+    c, w = clenshaw_curtis(n)
+    t = 0.5 * (ta + tb) - 0.5 * (tb - ta) * c
     t[0], t[-1] = ta, tb
-    tg = t.clone().requires_grad_(True)
-    with torch.enable_grad():
-        (du_dt,) = torch.autograd.grad(_log_std(sde, tg).sum(), tg)
-    return t, 0.5 * (ub - ua) * w / du_dt
+    return t, 0.5 * (tb - ta) * w
 
 
 def _nodes(sde: SDE, nodes: int, eps: float, T: float) -> tuple[Tensor, Tensor, Tensor]:
     """Times t_j (increasing, t_0 = eps, t_n = T), weights w_j and the embedded rule's weights
-    (on t_0, t_2, ...), float64 (module docstring: split at std = SPLIT_STD when nodes >= 9)."""
-    t_split = float(
-        _t_of_log_std(sde, torch.tensor(math.log(SPLIT_STD), dtype=torch.float64), eps, T)
-    )
-    if nodes < 9 or not eps < t_split < T:
-        t, w = _piece(sde, nodes - 1, eps, T, True, eps, T)
-        return t, w, _piece(sde, (nodes - 1) // 2, eps, T, True, eps, T)[1]
-    rules = []
-    for n in (4, 2):  # the low piece's rule and its embedded half
-        t_lo, w_lo = _piece(sde, n, eps, t_split, False, eps, T)
-        m = (nodes - 5) * n // 4  # the high piece: nodes - 4 (its half: (nodes - 3) / 2)
-        t_hi, w_hi = _piece(sde, m, t_split, T, True, eps, T)
-        w_lo[-1] += w_hi[0]  # the shared node t_split
-        rules.append((torch.cat([t_lo, t_hi[1:]]), torch.cat([w_lo, w_hi[1:]])))
-    return rules[0][0], rules[0][1], rules[1][1]
+    (on t_0, t_2, ...), float64 (module docstring: split at std = SPLIT_STD when nodes >= 9).
+    The log-std pieces' weights carry dt/du = 1 / (d log std / dt) at their nodes."""
+    u_eps, u_T = (float(_log_std(sde, torch.tensor(v, dtype=torch.float64))) for v in (eps, T))
+    u_split = math.log(SPLIT_STD)
+    split = nodes >= 9 and u_eps < u_split < u_T
+    ua, m = (u_split, nodes - 5) if split else (u_eps, nodes - 1)  # intervals of the log piece
+    (u_n, w_n), (_, w_half) = _log_piece(sde, m, ua, u_T), _log_piece(sde, m // 2, ua, u_T)
+    t_all = _t_of_log_std(sde, torch.cat([u_n, u_n.new_tensor([u_split])]), eps, T)
+    t_log, t_split = t_all[:-1], float(t_all[-1])
+    t_log[0], t_log[-1] = (t_split if split else eps), T
+    tg = t_log.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (du_dt,) = torch.autograd.grad(_log_std(sde, tg).sum(), tg)
+    w_log, w_half = w_n / du_dt, w_half / du_dt[::2]  # the n/2 rule's nodes: every other one
+    if not split:
+        return t_log, w_log, w_half
+    (t_lo, w_lo), (_, w_lo_half) = _t_piece(4, eps, t_split), _t_piece(2, eps, t_split)
+    w_lo[-1] += w_log[0]  # the shared node t_split
+    w_lo_half[-1] += w_half[0]
+    t = torch.cat([t_lo, t_log[1:]])
+    return t, torch.cat([w_lo, w_log[1:]]), torch.cat([w_lo_half, w_half[1:]])
 
 
 def quadrature_log_likelihood(
@@ -161,7 +174,7 @@ def quadrature_log_likelihood(
 
     ts = t_nodes.to(x.device)
     opts = solver_options(method, ts, options, x_dim=None)
-    xs = torchdiffeq.odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=opts)
+    xs = odeint(f, x, ts, method, rtol, atol, opts)
     create_graph = torch.is_grad_enabled()
 
     def node_graph(j: int) -> tuple[Tensor, Tensor]:

@@ -75,8 +75,12 @@ def draw_probes(
 ) -> Tensor:
     """Hutchinson probes [probes, B, *dims] like ``x``: Rademacher (+-1) or N(0, I)."""
     shape = (probes, *x.shape)
-    if kind in ("rademacher", "resampled"):
-        bits = torch.randint(0, 2, shape, generator=generator, device=x.device)
+    if kind in ("rademacher", "resampled"):  # 8 probes' signs from each random byte
+        n_bytes = -(-probes // 8)
+        kw = {"generator": generator, "device": x.device, "dtype": torch.uint8}
+        packed = torch.randint(0, 256, (n_bytes, *x.shape), **kw)
+        shifts = torch.arange(8, dtype=torch.uint8, device=x.device).view(8, *[1] * packed.dim())
+        bits = ((packed[None] >> shifts) & 1).reshape(8 * n_bytes, *x.shape)[:probes]
         return bits.to(x.dtype) * 2 - 1
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)

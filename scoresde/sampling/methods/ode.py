@@ -1,4 +1,4 @@
-"""Probability-flow ODE (Song et al. 2021, eq. 13) through ``torchdiffeq.odeint``.
+"""Probability-flow ODE (Song et al. 2021, eq. 13) through :func:`scoresde.solvers.odeint`.
 
 dx/dt = f(x, t) - 1/2 g(t)^2 s(x, t) (the SDE's own drift, ``sde.reverse(score,
 probability_flow=True)``), integrated from t_start down to eps (sampling) or from eps up to T
@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from scoresde.sampling.checks import check_choice, check_positive
 from scoresde.sampling.context import SamplerContext
 from scoresde.sampling.loop import grid_for
 from scoresde.sampling.registry import GridOptions, register_sampler
-from scoresde.solvers import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS
+from scoresde.solvers import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ODE_SOLVERS, odeint
 
 __all__ = ["ODEOptions", "ode_solve", "run_ode"]
 
@@ -36,7 +35,7 @@ class ODEOptions(GridOptions):
 
     @property
     def method(self) -> str:
-        """The torchdiffeq method actually used."""
+        """The solver actually used (a name of scoresde.solvers.ODE_SOLVERS)."""
         if self.solver is not None:
             return self.solver
         return "dopri5" if self.steps is None else "rk4"
