@@ -23,9 +23,10 @@ Few-step table: seeds 0-4 (none used for tuning; exploration used seeds >= 1000)
 its defaults with steps = NFE - 1 (the final Tweedie step counted; UniPC fuses its last UniC into
 it). ``check`` is a third mixture (6-D, unequal weights) not used for tuning any grid: the bump
 grid's c, w were tuned on 8gauss / mix16 by an earlier session, so the table also runs it there.
-Fitted table: per (problem, SDE, NFE) the grid is fitted by fit_timesteps on FIT_N prior draws
-from FIT_SEED (its objective uses only the score function and a tight ODE solve, never the
-oracle's density or the judge), then judged on seeds 0-4; the tight ODE row is the noise limit
+Fitted table: per (problem, SDE, NFE) the grid is fitted by fit_timesteps on FIT_SETS sets of
+FIT_N prior draws from FIT_SEED on (one fit per set; the grid with the lowest loss over all sets
+is kept; the objective uses only the score function and a tight ODE solve, never the oracle's
+density or the judge), then judged on seeds 0-4; the tight ODE row is the noise limit
 (the exact flow map judged on the same seeds).
 Runs with torch.set_num_threads(1); times are wall-clock medians within this run.
 """
@@ -120,12 +121,15 @@ def fewstep(n: int, floor_sets: int, nfes=FEWSTEP_NFE, with_check: bool = True) 
     return rows
 
 
-FIT_SEED, FIT_N = 2000, 4000  # the fitted grids see only these prior draws (not SEEDS)
+# the fitted grids see only these prior draws (seeds 2000-2002, not SEEDS); on the validation
+# seeds 1000-1009 (16-D mixture, 10 NFE) 3 sets of 2000 passed 8/10 for VP and VE, one set of
+# 4000: 6/10 and 9/10, one of 8000: 5/10 (VP); averaging the 3 grids in logSNR: 5/10 and 0/10
+FIT_SEED, FIT_N, FIT_SETS = 2000, 2000, 3
 
 
 def _fitted_column(args) -> list:
     """One (problem, SDE) column of the fitted-grid table: per NFE, fit UniPC's grid with
-    :func:`scoresde.sampling.fit_timesteps` on FIT_N draws from FIT_SEED, judge SEEDS; plus the
+    :func:`scoresde.sampling.fit_timesteps` on FIT_SETS x FIT_N draws, judge SEEDS; plus the
     tight ODE (the exact flow map, NFE = what it took) as the noise-limited reference."""
     pname, sname, n, floor_sets, nfes = args
     torch.set_num_threads(1)
@@ -136,7 +140,10 @@ def _fitted_column(args) -> list:
     runs = [("ode (rtol 1e-6)", None, {"rtol": 1e-6, "atol": 1e-6})]
     for nfe in nfes:
         t0 = time.perf_counter()
-        fit = fit_timesteps(sde, gm.score_fn(sde), (FIT_N, gm.dim), "unipc", nfe, seed=FIT_SEED)
+        fit = fit_timesteps(
+            sde, gm.score_fn(sde), (FIT_N, gm.dim), "unipc", nfe, seed=FIT_SEED,
+            draw_sets=FIT_SETS,
+        )  # fmt: skip
         fit_s = time.perf_counter() - t0
         runs.append(("unipc + fit_timesteps", nfe, {"timesteps": fit.timesteps, "fit_s": fit_s}))
     for label, nfe, opts in runs:
@@ -177,13 +184,13 @@ def fewstep_fitted(n: int, floor_sets: int, nfes=FEWSTEP_NFE, jobs: int = 2) -> 
     """The fitted-grid table over every (problem, SDE) column, ``jobs`` processes."""
     import multiprocessing as mp
 
-    cols = [
+    cols = [  # the 16-D columns (the slowest) first, one column per task: balanced workers
         (p, s, n, floor_sets, nfes)
-        for p in ("8gauss", "mix16", "check")
+        for p in ("mix16", "8gauss", "check")
         for s in ("vp", "subvp", "ve")
     ]
     with mp.get_context("spawn").Pool(jobs) as pool:
-        return [r for rows in pool.map(_fitted_column, cols) for r in rows]
+        return [r for rows in pool.map(_fitted_column, cols, chunksize=1) for r in rows]
 
 
 def _columns(rows: list) -> list:

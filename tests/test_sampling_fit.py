@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,6 +77,19 @@ def test_fit_timesteps_beats_the_uniform_logsnr_grid_on_unseen_draws(sde):
     assert _endpoint_error(sde, gm, ts, 1) < 0.5 * start
 
 
+def test_fit_timesteps_draw_sets_keeps_the_grid_that_scores_best_on_every_set():
+    """draw_sets=2 fits seeds 0 and 1 alone and keeps the grid with the lower mean loss over
+    both sets (one of the two single fits' grids, exactly)."""
+    sde, gm = VPSDE(), ring()
+    kw = {"max_evals": 60, "starts": 1}
+    f = gm.score_fn(sde)
+    single = [fit_timesteps(sde, f, (64, 2), "unipc", 5, seed=s, **kw) for s in (0, 1)]
+    both = fit_timesteps(sde, f, (64, 2), "unipc", 5, seed=0, draw_sets=2, **kw)
+    assert both.timesteps in [fit.timesteps for fit in single]
+    assert both.evaluations == sum(fit.evaluations for fit in single) + 4
+    assert both.initial_loss == pytest.approx(np.mean([fit.initial_loss for fit in single]))
+
+
 def test_fit_timesteps_bad_input():
     sde, gm = VPSDE(), ring()
     f = gm.score_fn(sde)
@@ -91,3 +105,5 @@ def test_fit_timesteps_bad_input():
         fit_timesteps(sde, f, (8, 2), "unipc", 5, lambda_end_range=(3.0, 2.0))
     with pytest.raises(ValueError, match="method must be one of"):
         fit_timesteps(sde, f, (8, 2), "nope", 5)
+    with pytest.raises(ValueError, match="draw_sets"):
+        fit_timesteps(sde, f, (8, 2), "unipc", 5, draw_sets=0)

@@ -70,45 +70,26 @@ def _grid(sde: SDE, theta: np.ndarray, lam0: float, lam_range, min_step: float) 
     return t
 
 
-def fit_timesteps(
-    sde: SDE,
-    score_fn: ScoreFn,
-    shape: tuple[int, ...],
-    method: str = "unipc",
-    nfe: int = 10,
-    *,
-    seed: int = 0,
-    eps: float = 1e-3,
-    ref_tol: float = 1e-6,
-    bias_weight: float = 100.0,
-    lambda_end_range: tuple[float, float] = (2.0, 6.0),
-    min_step: float = 0.02,
-    max_evals: int = 1000,
-    starts: int = 3,
-    **options,
-) -> TimestepFit:
-    """Fit the ``nfe``-evaluation grid of ``method`` to ``score_fn`` (see the module docstring).
-
-    ``shape`` = (n, *dims): n prior draws from ``seed``; ``options``: the method's other options.
-    The upper end of ``lambda_end_range`` is capped at lambda(1e-5).
-    """
-    spec = get_sampler(method)
-    if not issubclass(spec.options, GridOptions):
-        raise ValueError(f"method {method!r} has no time grid to fit (use a grid method)")  # noqa: TRY004
-    nfe = check_size("nfe", nfe, 2)
-    check_positive("bias_weight", bias_weight, allow_zero=True)
-    check_size("max_evals", max_evals, 1)
-    check_size("starts", starts, 1)
-    if starts > 3:
-        raise ValueError(f"starts must be 1, 2 or 3, got {starts!r}")
-    if not 0 <= min_step < 1:
-        raise ValueError(f"min_step must be in [0, 1), got {min_step!r}")
-    lo, hi = (float(v) for v in lambda_end_range)
-    hi = min(hi, float(sde.log_snr(torch.tensor(1e-5, dtype=torch.float64))))
-    if not lo < hi:
-        raise ValueError(f"lambda_end_range must be (lo, hi) with lo < hi, got {lambda_end_range}")
+def _fit_one(
+    sde,
+    score_fn,
+    shape,
+    method,
+    nfe,
+    seed,
+    eps,
+    ref_tol,
+    bias_weight,
+    lam,
+    min_step,
+    max_evals,
+    starts,
+    options,
+):
+    """One draw set's fit: (theta, its loss, the uniform grid's loss, evaluations, the loss of
+    a grid on this set)."""
     n = shape[0]
-    lam0 = float(sde.log_snr(torch.tensor(float(sde.T), dtype=torch.float64)))
+    lam0, lam_range = lam
 
     def gen() -> torch.Generator:
         return torch.Generator().manual_seed(seed)
@@ -122,8 +103,7 @@ def fit_timesteps(
     ref = ref.reshape(n, -1)
     v = float(ref.var(0).mean())
 
-    def loss(theta: np.ndarray, w: float | None = None) -> float:
-        grid = _grid(sde, theta, lam0, (lo, hi), min_step)
+    def grid_loss(grid: Tensor, w: float | None = None) -> float:
         res = sample(
             sde,
             score_fn,
@@ -142,6 +122,9 @@ def fit_timesteps(
         w = bias_weight if w is None else w
         val = (d**2).mean() + (e**2).sum(1).mean() / (e.shape[1] * v) + w * d.mean() ** 2
         return float(val) if math.isfinite(float(val)) else math.inf
+
+    def loss(theta: np.ndarray, w: float | None = None) -> float:
+        return grid_loss(_grid(sde, theta, lam0, lam_range, min_step), w)
 
     from scipy.optimize import minimize
 
@@ -174,6 +157,66 @@ def fit_timesteps(
                     break
         if fx < best:
             theta, best = x, fx
-    grid = _grid(sde, theta, lam0, (lo, hi), min_step)
-    start = _grid(sde, theta0, lam0, (lo, hi), min_step)
-    return TimestepFit(tuple(grid.tolist()), best, tuple(start.tolist()), initial, used)
+    return theta, best, initial, used, grid_loss
+
+
+def fit_timesteps(
+    sde: SDE,
+    score_fn: ScoreFn,
+    shape: tuple[int, ...],
+    method: str = "unipc",
+    nfe: int = 10,
+    *,
+    seed: int = 0,
+    eps: float = 1e-3,
+    ref_tol: float = 1e-6,
+    bias_weight: float = 100.0,
+    lambda_end_range: tuple[float, float] = (2.0, 6.0),
+    min_step: float = 0.02,
+    max_evals: int = 1000,
+    starts: int = 3,
+    draw_sets: int = 1,
+    **options,
+) -> TimestepFit:
+    """Fit the ``nfe``-evaluation grid of ``method`` to ``score_fn`` (see the module docstring).
+
+    ``shape`` = (n, *dims): n prior draws from ``seed``; ``draw_sets`` > 1: that many independent
+    fits on n draws each (seeds seed, seed + 1, ...), and the grid whose loss averaged over all
+    the sets is lowest is kept (``loss``: that average; ``initial_loss``: the uniform grid's mean
+    over the sets); ``options``: the method's other options.
+    The upper end of ``lambda_end_range`` is capped at lambda(1e-5).
+    """
+    spec = get_sampler(method)
+    if not issubclass(spec.options, GridOptions):
+        raise ValueError(f"method {method!r} has no time grid to fit (use a grid method)")  # noqa: TRY004
+    nfe = check_size("nfe", nfe, 2)
+    check_positive("bias_weight", bias_weight, allow_zero=True)
+    check_size("max_evals", max_evals, 1)
+    check_size("starts", starts, 1)
+    check_size("draw_sets", draw_sets, 1)
+    if starts > 3:
+        raise ValueError(f"starts must be 1, 2 or 3, got {starts!r}")
+    if not 0 <= min_step < 1:
+        raise ValueError(f"min_step must be in [0, 1), got {min_step!r}")
+    lo, hi = (float(v) for v in lambda_end_range)
+    hi = min(hi, float(sde.log_snr(torch.tensor(1e-5, dtype=torch.float64))))
+    if not lo < hi:
+        raise ValueError(f"lambda_end_range must be (lo, hi) with lo < hi, got {lambda_end_range}")
+    lam0 = float(sde.log_snr(torch.tensor(float(sde.T), dtype=torch.float64)))
+    lam = (lam0, (lo, hi))
+    fits = [
+        _fit_one(sde, score_fn, shape, method, nfe, seed + k, eps, ref_tol, bias_weight, lam,
+                 min_step, max_evals, starts, options)
+        for k in range(draw_sets)
+    ]  # fmt: skip
+    start = _grid(sde, np.zeros(nfe), lam0, (lo, hi), min_step)
+    initial = float(np.mean([f[2] for f in fits]))
+    grids = [_grid(sde, theta, lam0, (lo, hi), min_step) for theta, *_ in fits]
+    if draw_sets == 1:
+        loss, best = fits[0][1], 0
+    else:  # every set's grid scored on every set: the grid that generalizes best is kept
+        scores = [float(np.mean([f[4](g) for f in fits])) for g in grids]
+        best = int(np.argmin(scores))
+        loss = scores[best]
+    used = sum(f[3] for f in fits) + (draw_sets**2 if draw_sets > 1 else 0)
+    return TimestepFit(tuple(grids[best].tolist()), loss, tuple(start.tolist()), initial, used)
