@@ -101,7 +101,7 @@ def _t_of_log_std(sde: SDE, u: Tensor, eps: float, T: float) -> Tensor:
     return s.exp()
 
 
-def _log_piece(sde: SDE, n: int, ua: float, ub: float) -> tuple[Tensor, Tensor]:
+def _log_piece(n: int, ua: float, ub: float) -> tuple[Tensor, Tensor]:
     """Clenshaw-Curtis nodes u_j (increasing) on [ua, ub] in u = log std, and weights."""
     c, w = clenshaw_curtis(n)
     return 0.5 * (ua + ub) - 0.5 * (ub - ua) * c, 0.5 * (ub - ua) * w  # c_0 = 1 -> ua
@@ -123,7 +123,7 @@ def _nodes(sde: SDE, nodes: int, eps: float, T: float) -> tuple[Tensor, Tensor, 
     u_split = math.log(SPLIT_STD)
     split = nodes >= 9 and u_eps < u_split < u_T
     ua, m = (u_split, nodes - 5) if split else (u_eps, nodes - 1)  # intervals of the log piece
-    (u_n, w_n), (_, w_half) = _log_piece(sde, m, ua, u_T), _log_piece(sde, m // 2, ua, u_T)
+    (u_n, w_n), (_, w_half) = _log_piece(m, ua, u_T), _log_piece(m // 2, ua, u_T)
     t_all = _t_of_log_std(sde, torch.cat([u_n, u_n.new_tensor([u_split])]), eps, T)
     t_log, t_split = t_all[:-1], float(t_all[-1])
     t_log[0], t_log[-1] = (t_split if split else eps), T
