@@ -325,6 +325,7 @@ def test_cli_accepts_the_hutchpp_trace(runs, tmp_path):
     rec = evaluate(cfg, tmp_path / "h")
     assert rec["complete"] and len(rec["batches"][0]["values"]) == 4
     assert rec["settings"]["nodes"] is None  # the trace's default
+    assert rec["settings"]["method"] == "rk45"  # method=null, recorded as what it resolves to
     nine = evaluate(_cfg([*args, "nodes=9"]), tmp_path / "h9")
     assert nine["settings"]["nodes"] == 9
     assert nine["batches"][0]["values"] != rec["batches"][0]["values"]

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from scoresde.io import distributed
+from scoresde.likelihood.ode_likelihood import default_method
+
 __all__ = [
     "FORMAT",
     "RESULT_FILE",
@@ -78,6 +81,8 @@ def settings(cfg: DictConfig, checkpoint: Path, step: int) -> dict[str, Any]:
     )
     plain = OmegaConf.to_container(cfg, resolve=True)
     s = {k: plain[k] for k in keys}
+    if s["method"] is None:  # the solver it resolves to (so a run from before null resumes)
+        s["method"] = default_method(s["trace"], distributed.resolve_device(cfg.device))
     s["data"] = OmegaConf.to_container(cfg.data, resolve=True) if cfg.data else {}
     s["checkpoint"] = str(Path(checkpoint).resolve())
     s["step"] = int(step)

@@ -134,11 +134,11 @@ def _check_args(
         raise ValueError(f"independent=True supports method='dopri5' only, got {method!r}")
 
 
-def default_method(trace: str, x: Tensor, special: bool) -> str:
+def default_method(trace: str, device: torch.device | str, special: bool = False) -> str:
     """The solver of ``method=None``: ``rk45`` (SciPy's Dormand-Prince 5(4),
     :mod:`scoresde.solvers`) for the x-only solve of the quadrature traces on the CPU, unless
     ``special`` (a graph or per-point steps are asked for); else ``dopri5``."""
-    cpu = isinstance(x, Tensor) and x.device.type == "cpu"
+    cpu = torch.device(device).type == "cpu"
     return "rk45" if trace in QUADRATURE_TRACES and cpu and not special else "dopri5"
 
 
@@ -216,7 +216,8 @@ def log_likelihood(
         LikelihoodResult with ``logp`` [B] = ``prior_logp`` + ``delta_logp``, ``z`` = x(T), ``nfe``.
     """
     if method is None:
-        method = default_method(trace, x, grad or adjoint or independent)
+        device = x.device if isinstance(x, Tensor) else "cpu"
+        method = default_method(trace, device, grad or adjoint or independent)
     _check_args(sde, x, trace, method, rtol, atol, eps, probes, adjoint, grad, independent)
     probes = default_probes(trace) if probes is None else probes
     args = (sde, score_fn, x, trace, method, rtol, atol, eps, generator, probes)
