@@ -150,6 +150,36 @@ def test_mmd2_is_unbiased_against_the_closed_form_for_gaussians(gen):
     assert min(same) < 0  # an unbiased estimator of 0 goes negative
 
 
+def test_paired_mmd2_is_unbiased_for_dependent_pairs_and_far_less_noisy(gen):
+    # y_i = x_i + mu: y ~ N(mu, I), the closed form above, but each y_i is tied to its x_i.
+    # The two-sample estimator's cross term then holds k(x_i, y_i) = exp(-|mu|^2 / 2h^2) on
+    # its diagonal and is biased; the U-statistic over pairs is not, and its spread is smaller
+    d, h, n, reps = 2, 1.0, 150, 30
+    mu = torch.tensor([0.3, 0.0], dtype=torch.float64)
+    c = (h**2 / (h**2 + 2)) ** (d / 2)
+    exact = 2 * c * (1 - math.exp(-float(mu @ mu) / (2 * (h**2 + 2))))
+    paired, naive, indep = [], [], []
+    for _ in range(reps):
+        x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        paired.append(mmd2(x, x + mu, bandwidth=h, paired=True))
+        naive.append(mmd2(x, x + mu, bandwidth=h))
+        indep.append(
+            mmd2(x, torch.randn(n, d, generator=gen, dtype=torch.float64) + mu, bandwidth=h)
+        )
+    se = np.std(paired, ddof=1) / math.sqrt(reps)
+    assert abs(np.mean(paired) - exact) < 4 * se + 1e-5
+    # the two-sample form's offset: 2 (E k(x_i, y_j) - k(x_i, y_i)) / n, negative here
+    offset = (
+        2 * (c * math.exp(-float(mu @ mu) / (2 * (h**2 + 2))) - math.exp(-float(mu @ mu) / 2)) / n
+    )
+    se_naive = np.std(naive, ddof=1) / math.sqrt(reps)
+    assert abs(np.mean(naive) - (exact + offset)) < 4 * se_naive + 1e-5
+    assert abs(offset) > 10 * se
+    assert np.std(paired) < 0.3 * np.std(indep)
+    with pytest.raises(ValueError, match="paired"):
+        mmd2(x, x[:-1], paired=True)
+
+
 def test_mmd2_with_median_heuristic_separates_distributions(gen):
     x = torch.randn(1000, 3, generator=gen)
     same = mmd2(x, torch.randn(1000, 3, generator=gen))
