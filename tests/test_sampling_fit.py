@@ -90,6 +90,20 @@ def test_fit_timesteps_draw_sets_keeps_the_grid_that_scores_best_on_every_set():
     assert both.initial_loss == pytest.approx(np.mean([fit.initial_loss for fit in single]))
 
 
+def test_fit_timesteps_records_the_method_and_options_it_fitted():
+    """sample(**fit.sample_kwargs) runs the method, order and grid that were fitted."""
+    sde, gm = VPSDE(), ring()
+    f = gm.score_fn(sde)
+    fit = fit_timesteps(sde, f, (64, 2), "unipc", 7, seed=0, max_evals=30, starts=1, order=2)
+    assert (fit.method, fit.options) == ("unipc", {"order": 2})
+    kw = {"generator": None, "seeds": torch.arange(32)}
+    a = sample(sde, f, (32, 2), **fit.sample_kwargs, **kw)
+    b = sample(sde, f, (32, 2), "unipc", order=2, timesteps=fit.timesteps, **kw)
+    c = sample(sde, f, (32, 2), "unipc", timesteps=fit.timesteps, **kw)  # order 3 (6 steps)
+    torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
+    assert not torch.equal(a.x, c.x)
+
+
 def test_fit_timesteps_bad_input():
     sde, gm = VPSDE(), ring()
     f = gm.score_fn(sde)

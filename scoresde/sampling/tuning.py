@@ -29,7 +29,8 @@ saw: fit on seeds you will not evaluate on.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,13 +49,23 @@ __all__ = ["TimestepFit", "fit_timesteps"]
 class TimestepFit:
     """``timesteps`` (pass as ``sample(..., timesteps=fit.timesteps)``), the objective after the
     fit and before it (``initial_timesteps``: the uniform logSNR grid the fit starts from) and
-    the number of objective evaluations."""
+    the number of objective evaluations; ``method`` and its ``options`` as fitted (a grid fitted
+    to one method or order is not the right grid for another: ``sample(sde, score, shape,
+    **fit.sample_kwargs)`` runs what was fitted)."""
 
     timesteps: tuple[float, ...]
     loss: float
     initial_timesteps: tuple[float, ...]
     initial_loss: float
     evaluations: int
+    method: str = "unipc"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sample_kwargs(self) -> dict[str, Any]:
+        """``method``, ``timesteps`` and the fitted ``options``, as keyword arguments of
+        :func:`scoresde.sample`."""
+        return {"method": self.method, "timesteps": self.timesteps, **self.options}
 
 
 def _grid(sde: SDE, theta: np.ndarray, lam0: float, lam_range, min_step: float) -> Tensor:
@@ -219,4 +230,6 @@ def fit_timesteps(
         best = int(np.argmin(scores))
         loss = scores[best]
     used = sum(f[3] for f in fits) + (draw_sets**2 if draw_sets > 1 else 0)
-    return TimestepFit(tuple(grids[best].tolist()), loss, tuple(start.tolist()), initial, used)
+    return TimestepFit(
+        tuple(grids[best].tolist()), loss, tuple(start.tolist()), initial, used, method, options
+    )
