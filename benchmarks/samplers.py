@@ -127,9 +127,9 @@ def fewstep(n: int, floor_sets: int, nfes=FEWSTEP_NFE, with_check: bool = True) 
 # the fitted grids see only these prior draws (seeds 2000-2002, not SEEDS); on the validation
 # seeds 1000-1009 (16-D mixture, 10 NFE) UniPC-3 on 3 sets of 2000 passed 8/10 for VP and VE,
 # one set of 4000: 6/10 and 9/10, one of 8000: 5/10 (VP); averaging the 3 grids in logSNR: 5/10
-# and 0/10. UniPC-3's 10-NFE grids contract the 16-D modes towards the mean by 1.6% (MMD^2 +0.3
-# floor); UniPC-2 does not, and with bias weight 1000 (100 left VE's mean log p +0.4 sd off) it
-# passed 9/10 for VP and VE, the exact flow map's 9/10 with the same seed failing
+# and 0/10. UniPC-3's 10-NFE grids contract the 16-D modes towards the mean by 1.6% (paired MMD^2
+# +0.23 floor); UniPC-2 does not, and with bias weight 1000 (100 left VE's mean log p +0.4 sd
+# off) it passed 9/10 for VP and VE, the exact flow map's 9/10 with the same seed failing
 FIT_SEED, FIT_N, FIT_SETS = 2000, 2000, 3
 FIT_OPTIONS = {2: {"order": 2, "bias_weight": 1000.0}, 3: {"order": 3, "bias_weight": 100.0}}
 
@@ -154,7 +154,7 @@ def _fitted_column(args) -> list:
             draw_sets=FIT_SETS, bias_weight=bias_weight, **fit_opts,
         )  # fmt: skip
         fit_s = time.perf_counter() - t0
-        opts = {"timesteps": fit.timesteps, "fit_s": fit_s, **fit_opts}
+        opts = {"timesteps": fit.timesteps, "fit_s": fit_s, **fit.options}  # what was fitted
         runs.append((f"unipc-{order} + fit_timesteps", nfe, opts))
     flow = {}  # the exact flow map's samples per seed, for the paired MMD^2 of the fitted runs
     for label, nfe, opts in runs:
